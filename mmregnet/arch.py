@@ -1,0 +1,258 @@
+"""The RegNet design space as data: the preset table and the quantized linear rule.
+
+Every consumer (the backbone, the complexity code, the CLI, the configs and the
+tests) reads architectures from :data:`PRESETS` through :func:`get_arch`, and
+derives stages with :meth:`ArchSpec.design`. Nothing else in the package knows
+a preset's numbers.
+
+Example:
+    >>> design = get_arch('regnetx_400mf').design()
+    >>> design.widths, design.depths
+    ((32, 64, 160, 384), (1, 2, 7, 12))
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+
+import numpy as np
+
+#: pycls rounds every block width to a multiple of this.
+WIDTH_QUANTUM = 8
+
+
+@dataclass(frozen=True)
+class StageDesign:
+    """Per-stage numbers derived from an :class:`ArchSpec`, as pycls derives them.
+
+    Attributes:
+        widths: Output channels of each stage.
+        depths: Number of blocks in each stage.
+        group_widths: Channels per group of each stage's 3x3 conv.
+        bottleneck_widths: Channels inside each stage's bottleneck.
+        block_widths: The quantized width of every block (length = depth).
+        block_widths_cont: The continuous linear widths ``w0 + wa * j``.
+    """
+
+    widths: Tuple[int, ...]
+    depths: Tuple[int, ...]
+    group_widths: Tuple[int, ...]
+    bottleneck_widths: Tuple[int, ...]
+    block_widths: Tuple[int, ...]
+    block_widths_cont: Tuple[float, ...]
+
+    @property
+    def num_stages(self) -> int:
+        """Number of stages."""
+        return len(self.widths)
+
+    @property
+    def groups(self) -> Tuple[int, ...]:
+        """Number of groups of each stage's 3x3 conv."""
+        return tuple(b // g for b, g in zip(self.bottleneck_widths, self.group_widths))
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One RegNet: the five numbers of the paper plus bottleneck and SE ratios.
+
+    Attributes:
+        w0: Initial width, a positive multiple of 8.
+        wa: Slope of the linear width function (>= 0).
+        wm: Width multiplier between stages (> 1).
+        depth: Total number of blocks (>= 1).
+        group_w: Group width of the 3x3 convs (>= 1).
+        bot_mul: Bottleneck ratio (> 0); 1 for every published model.
+        se_ratio: Squeeze-and-excitation width as a fraction of each block's
+            input width (RegNetY: 0.25), or None for no SE (RegNetX).
+    """
+
+    w0: int
+    wa: float
+    wm: float
+    depth: int
+    group_w: int
+    bot_mul: float = 1.0
+    se_ratio: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        for name, ok, rule in (
+            ('w0', _is_int(self.w0) and self.w0 > 0 and self.w0 % WIDTH_QUANTUM == 0,
+             f'a positive integer multiple of {WIDTH_QUANTUM}'),
+            ('wa', _is_real(self.wa) and self.wa >= 0, 'a number >= 0'),
+            ('wm', _is_real(self.wm) and self.wm > 1, 'a number > 1'),
+            ('depth', _is_int(self.depth) and self.depth >= 1, 'an integer >= 1'),
+            ('group_w', _is_int(self.group_w) and self.group_w >= 1, 'an integer >= 1'),
+            ('bot_mul', _is_real(self.bot_mul) and self.bot_mul > 0, 'a number > 0'),
+            ('se_ratio', self.se_ratio is None
+             or (_is_real(self.se_ratio) and 0 < self.se_ratio <= 1),
+             'None or a number in (0, 1]'),
+        ):
+            if not ok:
+                raise ValueError(
+                    f'RegNet arch field {name!r} must be {rule}, got {getattr(self, name)!r}')
+
+    def design(self) -> StageDesign:
+        """Derives stage widths, depths and group widths (pycls's rule, exactly)."""
+        block_widths, block_widths_cont = generate_block_widths(
+            self.w0, self.wa, self.wm, self.depth)
+        widths, depths = group_blocks_into_stages(block_widths)
+        widths, group_widths = adjust_widths_and_groups(
+            widths, self.bot_mul, self.group_w)
+        bottleneck_widths = [int(round(w * self.bot_mul)) for w in widths]
+        return StageDesign(
+            widths=tuple(widths),
+            depths=tuple(depths),
+            group_widths=tuple(group_widths),
+            bottleneck_widths=tuple(bottleneck_widths),
+            block_widths=tuple(block_widths),
+            block_widths_cont=tuple(block_widths_cont))
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Returns the arch as the dict a config accepts (``se_ratio`` only if set)."""
+        d = asdict(self)
+        if d['se_ratio'] is None:
+            del d['se_ratio']
+        return d
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def quantize_float(value: float, divisor: int) -> int:
+    """Rounds ``value`` to the nearest multiple of ``divisor``."""
+    return int(round(value / divisor) * divisor)
+
+
+def generate_block_widths(w0: int, wa: float, wm: float, depth: int,
+                          quantum: int = WIDTH_QUANTUM) -> Tuple[List[int], List[float]]:
+    """Per-block widths of the quantized linear rule.
+
+    Each block ``j`` has the continuous width ``u_j = w0 + wa * j``; it is
+    snapped to ``w0 * wm ** round(log(u_j / w0) / log(wm))`` and rounded to a
+    multiple of ``quantum``.
+
+    Returns:
+        The quantized widths and the continuous widths, one per block.
+    """
+    # numpy's float64 log/power, in pycls's order of operations, so rounding agrees bit for bit.
+    cont = np.arange(depth) * wa + w0
+    ks = np.round(np.log(cont / w0) / np.log(wm))
+    widths = np.round(np.divide(w0 * np.power(wm, ks), quantum)) * quantum
+    return widths.astype(int).tolist(), cont.tolist()
+
+
+def group_blocks_into_stages(block_widths: List[int]) -> Tuple[List[int], List[int]]:
+    """Groups consecutive blocks of equal width into stages.
+
+    Returns:
+        Each stage's width and number of blocks.
+    """
+    widths: List[int] = []
+    depths: List[int] = []
+    for w in block_widths:
+        if widths and widths[-1] == w:
+            depths[-1] += 1
+        else:
+            widths.append(w)
+            depths.append(1)
+    return widths, depths
+
+
+def adjust_widths_and_groups(widths: List[int], bot_mul: float,
+                             group_w: int) -> Tuple[List[int], List[int]]:
+    """Makes each stage's bottleneck width divisible by its group width.
+
+    The group width is capped at the bottleneck width, then the bottleneck
+    width is rounded to a multiple of it and the stage width recomputed.
+    """
+    bottleneck = [int(w * bot_mul) for w in widths]
+    group_widths = [min(group_w, b) for b in bottleneck]
+    bottleneck = [quantize_float(b, g) for b, g in zip(bottleneck, group_widths)]
+    return [int(b / bot_mul) for b in bottleneck], group_widths
+
+
+def _x(w0, wa, wm, depth, group_w):
+    return ArchSpec(w0=w0, wa=wa, wm=wm, depth=depth, group_w=group_w)
+
+
+def _y(w0, wa, wm, depth, group_w):
+    return ArchSpec(w0=w0, wa=wa, wm=wm, depth=depth, group_w=group_w, se_ratio=0.25)
+
+
+#: The pycls model zoo (Radosavovic et al., 2020), named as mmdet names RegNetX.
+PRESETS: Mapping[str, ArchSpec] = {
+    'regnetx_200mf': _x(24, 36.44, 2.49, 13, 8),
+    'regnetx_400mf': _x(24, 24.48, 2.54, 22, 16),
+    'regnetx_600mf': _x(48, 36.97, 2.24, 16, 24),
+    'regnetx_800mf': _x(56, 35.73, 2.28, 16, 16),
+    'regnetx_1.6gf': _x(80, 34.01, 2.25, 18, 24),
+    'regnetx_3.2gf': _x(88, 26.31, 2.25, 25, 48),
+    'regnetx_4.0gf': _x(96, 38.65, 2.43, 23, 40),
+    'regnetx_6.4gf': _x(184, 60.83, 2.07, 17, 56),
+    'regnetx_8.0gf': _x(80, 49.56, 2.88, 23, 120),
+    'regnetx_12gf': _x(168, 73.36, 2.37, 19, 112),
+    'regnetx_16gf': _x(216, 55.59, 2.1, 22, 128),
+    'regnetx_32gf': _x(320, 69.86, 2.0, 23, 168),
+    'regnety_200mf': _y(24, 36.44, 2.49, 13, 8),
+    'regnety_400mf': _y(48, 27.89, 2.09, 16, 8),
+    'regnety_600mf': _y(48, 32.54, 2.32, 15, 16),
+    'regnety_800mf': _y(56, 38.84, 2.4, 14, 16),
+    'regnety_1.6gf': _y(48, 20.71, 2.65, 27, 24),
+    'regnety_3.2gf': _y(80, 42.63, 2.66, 21, 24),
+    'regnety_4.0gf': _y(96, 31.41, 2.24, 22, 64),
+    'regnety_6.4gf': _y(112, 33.22, 2.27, 25, 72),
+    'regnety_8.0gf': _y(192, 76.82, 2.19, 17, 56),
+    'regnety_12gf': _y(168, 73.36, 2.37, 19, 112),
+    'regnety_16gf': _y(200, 106.23, 2.48, 18, 112),
+    'regnety_32gf': _y(232, 115.89, 2.53, 20, 232),
+}
+
+_REQUIRED = ('w0', 'wa', 'wm', 'depth', 'group_w', 'bot_mul')
+_ALLOWED = tuple(f.name for f in fields(ArchSpec))
+
+ArchLike = Union[str, Mapping[str, Any], ArchSpec]
+
+
+def get_arch(arch: ArchLike) -> ArchSpec:
+    """Resolves a preset name, an arch dict or an :class:`ArchSpec`.
+
+    Args:
+        arch: A name from :data:`PRESETS`, or a dict with ``w0``, ``wa``,
+            ``wm``, ``depth``, ``group_w``, ``bot_mul`` and optionally
+            ``se_ratio`` (mmdet's format), or an :class:`ArchSpec`.
+
+    Raises:
+        ValueError: An unknown name (the message lists the valid ones), or a
+            dict with a missing, unknown or invalid field.
+        TypeError: Anything else.
+    """
+    if isinstance(arch, ArchSpec):
+        return arch
+    if isinstance(arch, str):
+        if arch not in PRESETS:
+            raise ValueError(f'unknown RegNet arch {arch!r}; expected one of: '
+                           + ', '.join(PRESETS))
+        return PRESETS[arch]
+    if isinstance(arch, Mapping):
+        missing = [k for k in _REQUIRED if k not in arch]
+        unknown = [k for k in arch if k not in _ALLOWED]
+        if missing or unknown:
+            raise ValueError(
+                f'RegNet arch dict must have the fields {", ".join(_REQUIRED)} '
+                f'(and optionally se_ratio); missing: {missing or "none"}, '
+                f'unknown: {unknown or "none"}')
+        return ArchSpec(**dict(arch))
+    raise TypeError(f'RegNet arch must be a preset name or a dict, got {type(arch).__name__}')
+
+
+def arch_name(arch: ArchLike) -> Optional[str]:
+    """Returns the preset name of ``arch`` if it equals a preset, else None."""
+    spec = get_arch(arch)
+    return next((name for name, p in PRESETS.items() if p == spec), None)

@@ -1,0 +1,206 @@
+"""The RegNet backbone for mmdet and mmdet3d detectors."""
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import torch.nn as nn
+from mmcv.cnn import build_norm_layer
+from mmengine.model import BaseModule, constant_init
+from torch import Tensor
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..arch import ArchLike, get_arch
+from .blocks import Bottleneck
+from .deploy import switch_to_deploy
+
+ConfigType = Union[Dict, List[Dict]]
+
+
+def _check_per_stage(name: str, values: Sequence[int], num_stages: int) -> Tuple[int, ...]:
+    values = tuple(values)
+    if len(values) != num_stages or not all(isinstance(v, int) and v >= 1 for v in values):
+        raise ValueError(f'{name} must give a positive integer for each of the arch\'s '
+                         f'{num_stages} stages, got {values}')
+    return values
+
+
+class RegNet(BaseModule):
+    """RegNet backbone (Radosavovic et al., "Designing Network Design Spaces", 2020).
+
+    Emits one feature map per entry of ``out_indices`` for an FPN or
+    SECOND-FPN neck. With the stem it takes images; with ``with_stem=False``
+    it takes a bird's-eye-view pseudo image whose voxel encoder plays the stem
+    (PointPillars: ``in_channels=64, strides=(1, 2, 2, 2)``). RegNetX state
+    dicts use the keys of mmdet's ``RegNet``; RegNetY adds ``se.fc1``/``se.fc2``.
+
+    Args:
+        arch: A preset name (``'regnetx_400mf'`` ... ``'regnety_32gf'``, see
+            :data:`mmregnet.arch.PRESETS`) or a dict with ``w0``, ``wa``,
+            ``wm``, ``depth``, ``group_w``, ``bot_mul`` and optionally
+            ``se_ratio``.
+        in_channels: Channels of the input.
+        with_stem: Whether to start with the 3x3 stride-2 conv stem.
+        stem_channels: Output channels of the stem.
+        strides: Stride of each stage's first block (default 2 everywhere).
+        dilations: Dilation of each stage's 3x3 convs (default 1 everywhere).
+        out_indices: Stages whose outputs are returned, 0-based.
+        frozen_stages: Freeze the stem (0) and stages ``1..frozen_stages``;
+            -1 freezes nothing.
+        norm_cfg: mmcv norm config: BN, SyncBN, naiveSyncBN2d, GN...
+        norm_eval: Keep norm layers in eval mode (frozen statistics) in training.
+        with_cp: Recompute each block in backward to save memory.
+        zero_init_residual: Zero the last norm of each block's residual branch
+            (only with the default initialisation).
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
+
+    Attributes:
+        out_channels (tuple[int]): Channels of each output, in order.
+        out_strides (tuple[int]): Stride of each output relative to the input.
+
+    Example:
+        >>> import torch
+        >>> net = RegNet('regnetx_400mf').eval()
+        >>> net.out_channels, net.out_strides
+        ((32, 64, 160, 384), (4, 8, 16, 32))
+        >>> [tuple(o.shape) for o in net(torch.rand(1, 3, 64, 64))]
+        [(1, 32, 16, 16), (1, 64, 8, 8), (1, 160, 4, 4), (1, 384, 2, 2)]
+        >>> bev = RegNet('regnetx_400mf', in_channels=64, with_stem=False,
+        ...              strides=(1, 2, 2, 2), out_indices=(1, 2, 3)).eval()
+        >>> [tuple(o.shape) for o in bev(torch.rand(1, 64, 32, 32))]
+        [(1, 64, 16, 16), (1, 160, 8, 8), (1, 384, 4, 4)]
+    """
+
+    def __init__(self,
+                 arch: ArchLike,
+                 in_channels: int = 3,
+                 with_stem: bool = True,
+                 stem_channels: int = 32,
+                 strides: Optional[Sequence[int]] = None,
+                 dilations: Optional[Sequence[int]] = None,
+                 out_indices: Sequence[int] = (0, 1, 2, 3),
+                 frozen_stages: int = -1,
+                 norm_cfg: Dict = dict(type='BN', requires_grad=True),
+                 norm_eval: bool = True,
+                 with_cp: bool = False,
+                 zero_init_residual: bool = True,
+                 init_cfg: Optional[ConfigType] = None) -> None:
+        self._default_init = init_cfg is None
+        if init_cfg is None:
+            init_cfg = [dict(type='Kaiming', layer='Conv2d'),
+                        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+        super().__init__(init_cfg)
+        self.arch = get_arch(arch)
+        design = self.arch.design()
+        num_stages = design.num_stages
+        self.strides = _check_per_stage('strides', strides or (2,) * num_stages, num_stages)
+        self.dilations = _check_per_stage('dilations', dilations or (1,) * num_stages,
+                                          num_stages)
+        self.out_indices = tuple(out_indices)
+        if (not self.out_indices or len(set(self.out_indices)) != len(self.out_indices)
+                or not all(isinstance(i, int) and 0 <= i < num_stages for i in self.out_indices)):
+            raise ValueError(f'out_indices must be distinct stage indices in 0..{num_stages - 1} '
+                             f'(the arch has {num_stages} stages), got {self.out_indices}')
+        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= num_stages):
+            raise ValueError(f'frozen_stages must be an integer in -1..{num_stages} '
+                             f'(-1: none, 0: the stem only), got {frozen_stages!r}')
+        if not (isinstance(in_channels, int) and in_channels >= 1):
+            raise ValueError(f'in_channels must be a positive integer, got {in_channels!r}')
+        self.in_channels = in_channels
+        self.with_stem = with_stem
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.zero_init_residual = zero_init_residual
+        self.deploy = False  # set by switch_to_deploy()
+
+        channels, stride = in_channels, 1
+        if with_stem:
+            self.conv1 = nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1,
+                                   bias=False)
+            self.norm1_name, norm1 = build_norm_layer(norm_cfg, stem_channels, postfix=1)
+            self.add_module(self.norm1_name, norm1)
+            self.relu = nn.ReLU(inplace=True)
+            channels, stride = stem_channels, 2
+        self.res_layers: List[str] = []
+        stage_strides = []
+        for i, (width, depth) in enumerate(zip(design.widths, design.depths)):
+            blocks = []
+            for j in range(depth):
+                se_channels = int(round(channels * self.arch.se_ratio)) if self.arch.se_ratio else 0
+                blocks.append(Bottleneck(
+                    channels, width, design.bottleneck_widths[i], design.groups[i],
+                    stride=self.strides[i] if j == 0 else 1, dilation=self.dilations[i],
+                    se_channels=se_channels, norm_cfg=norm_cfg, with_cp=with_cp))
+                channels = width
+            stride *= self.strides[i]
+            stage_strides.append(stride)
+            self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
+            self.res_layers.append(f'layer{i + 1}')
+        self.stage_widths = design.widths
+        self.out_channels = tuple(design.widths[i] for i in self.out_indices)
+        self.out_strides = tuple(stage_strides[i] for i in self.out_indices)
+        self._freeze_stages()
+
+    @property
+    def norm1(self) -> nn.Module:
+        """The stem's norm layer."""
+        return getattr(self, self.norm1_name)
+
+    def init_weights(self) -> None:
+        """Applies ``init_cfg``; with the default one, zero-inits residual ends."""
+        super().init_weights()
+        if self._default_init and self.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    constant_init(m.norm3, 0)
+
+    def _freeze_stages(self) -> None:
+        frozen = []
+        if self.with_stem and self.frozen_stages >= 0:
+            frozen += [self.conv1, self.norm1]
+        frozen += [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
+        for module in frozen:
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> 'RegNet':
+        """Sets training mode, keeping frozen stages and (``norm_eval``) norms in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for m in self.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
+        return self
+
+    def switch_to_deploy(self) -> 'RegNet':
+        """Makes this backbone its faster inference form, in place and for good.
+
+        Folds BatchNorms into convs and runs channels-last (outputs come out
+        channels-last, values within float rounding of the eval model); see
+        :mod:`mmregnet.models.deploy`. A second call does nothing.
+
+        Returns:
+            ``self``, in eval mode.
+        """
+        return switch_to_deploy(self)
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        """Runs the backbone.
+
+        Args:
+            x: ``(N, in_channels, H, W)``.
+
+        Returns:
+            One ``(N, out_channels[k], H / out_strides[k], W / out_strides[k])``
+            tensor per entry of ``out_indices`` (sizes rounded up).
+        """
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f'RegNet expects input of shape (N, {self.in_channels}, H, W) '
+                             f'(in_channels={self.in_channels}), got {tuple(x.shape)}')
+        if self.with_stem:
+            x = self.relu(self.norm1(self.conv1(x)))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)

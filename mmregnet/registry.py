@@ -1,0 +1,16 @@
+"""mmregnet's model registry, a child of mmdet3d's (or, without mmdet3d, mmdet's).
+
+Configs in any OpenMMLab scope reach mmregnet's models as ``'mmregnet.RegNet'``;
+mmdet3d configs (default scope ``mmdet3d``) also as plain ``'RegNet'``, because
+the backbone is registered into mmdet3d's registry too. mmdet's own ``RegNet``
+stays what ``'mmdet.RegNet'`` and mmdet-scoped ``'RegNet'`` resolve to.
+"""
+from mmengine.registry import Registry
+
+try:
+    from mmdet3d.registry import MODELS as PARENT_MODELS
+except ImportError:  # a 2D-only install
+    from mmdet.registry import MODELS as PARENT_MODELS
+
+MODELS = Registry('model', parent=PARENT_MODELS, scope='mmregnet',
+                  locations=['mmregnet.models'])

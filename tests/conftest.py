@@ -1,0 +1,42 @@
+"""Shared fixtures: the preset list, a cache of built backbones, the pycls oracle."""
+import copy
+import functools
+
+import pytest
+import torch
+
+from mmregnet import PRESETS, RegNet
+
+ALL_PRESETS = list(PRESETS)
+X_PRESETS = [n for n in ALL_PRESETS if n.startswith('regnetx')]
+
+
+@functools.lru_cache(maxsize=None)
+def _built(arch, with_stem):
+    torch.manual_seed(0)
+    kwargs = dict(with_stem=True) if with_stem else dict(
+        with_stem=False, in_channels=64, strides=(1, 2, 2, 2), out_indices=(1, 2, 3))
+    # PyTorch's default init (BN gamma 1): every branch carries signal and gradient.
+    return RegNet(arch, zero_init_residual=False, norm_eval=False, **kwargs)
+
+
+@pytest.fixture
+def build():
+    """Returns a fresh copy of a backbone (built once per preset and stem flag)."""
+    def _build(arch, with_stem=True):
+        return copy.deepcopy(_built(arch, with_stem))
+    return _build
+
+
+def pycls_anynet_kwargs(arch_name, num_classes=1000):
+    """The AnyNet arguments pycls derives for a preset, with pycls's own functions."""
+    from pycls.models import regnet as pr
+    spec = PRESETS[arch_name]
+    ws, num_stages, _, _ = pr.generate_regnet(spec.wa, spec.w0, spec.wm, spec.depth)
+    s_ws, s_ds = pr.get_stages_from_blocks(ws, ws)
+    s_gs = [spec.group_w] * num_stages
+    s_bs = [spec.bot_mul] * num_stages
+    s_ws, s_gs = pr.adjust_ws_gs_comp(s_ws, s_bs, s_gs)
+    return dict(stem_type='simple_stem_in', stem_w=32, block_type='res_bottleneck_block',
+                ds=s_ds, ws=s_ws, ss=[2] * num_stages, bms=s_bs, gws=s_gs,
+                se_r=spec.se_ratio, nc=num_classes)
