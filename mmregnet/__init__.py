@@ -6,8 +6,10 @@ anywhere).
 """
 from .arch import PRESETS, ArchSpec, StageDesign, arch_name, get_arch
 from .complexity import complexity
+from .detection import NeckChannelsCheckHook, check_neck_channels, stage_channels
 from .models import RegNet
 
 __version__ = '0.1.0'
-__all__ = ['PRESETS', 'ArchSpec', 'StageDesign', 'RegNet', 'arch_name', 'complexity',
-           'get_arch', '__version__']
+__all__ = ['PRESETS', 'ArchSpec', 'StageDesign', 'RegNet', 'NeckChannelsCheckHook',
+           'arch_name', 'check_neck_channels', 'complexity', 'get_arch', 'stage_channels',
+           '__version__']

@@ -12,16 +12,14 @@ Example:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 from .arch import ArchLike, get_arch
 
 Size = Union[int, Tuple[int, int], Sequence[int]]
 
 
-@dataclass(frozen=True)
-class Cx:
+class Cx(NamedTuple):
     """Running totals plus the current feature-map size."""
 
     h: int
@@ -42,21 +40,21 @@ def _conv_cx(cx: Cx, c_in: int, c_out: int, k: int, stride: int = 1, dilation: i
 
 
 def _norm_cx(cx: Cx, c: int) -> Cx:
-    return replace(cx, params=cx.params + 2 * c)
+    return cx._replace(params=cx.params + 2 * c)
 
 
 def _se_cx(cx: Cx, c: int, c_se: int) -> Cx:
-    pooled = replace(cx, h=1, w=1)
+    pooled = cx._replace(h=1, w=1)
     pooled = _conv_cx(pooled, c, c_se, 1, bias=True)
     pooled = _conv_cx(pooled, c_se, c, 1, bias=True)
-    return replace(pooled, h=cx.h, w=cx.w)
+    return pooled._replace(h=cx.h, w=cx.w)
 
 
 def _bottleneck_cx(cx: Cx, c_in: int, c_out: int, stride: int, dilation: int,
                    mid: int, groups: int, c_se: int) -> Cx:
     if stride != 1 or c_in != c_out:
         shortcut = _norm_cx(_conv_cx(cx, c_in, c_out, 1, stride), c_out)
-        cx = replace(shortcut, h=cx.h, w=cx.w)  # a parallel branch: the size goes on from the input
+        cx = shortcut._replace(h=cx.h, w=cx.w)  # a parallel branch: the size goes on from the input
     cx = _norm_cx(_conv_cx(cx, c_in, mid, 1), mid)
     cx = _norm_cx(_conv_cx(cx, mid, mid, 3, stride, dilation, groups), mid)
     if c_se:
@@ -64,25 +62,47 @@ def _bottleneck_cx(cx: Cx, c_in: int, c_out: int, stride: int, dilation: int,
     return _norm_cx(_conv_cx(cx, mid, c_out, 1), c_out)
 
 
-def _regnet_cx(cx: Cx, arch: ArchLike, in_channels: int, with_stem: bool,
-               stem_channels: int, strides: Optional[Sequence[int]],
-               dilations: Optional[Sequence[int]]) -> Cx:
-    spec = get_arch(arch)
-    design = spec.design()
-    strides = strides or (2,) * design.num_stages
-    dilations = dilations or (1,) * design.num_stages
-    c = in_channels
+def anynet_complexity(widths: Sequence[int], depths: Sequence[int],
+                      group_widths: Sequence[int], bot_muls: Sequence[float],
+                      se_ratio: Optional[float] = None, input_size: Size = 224,
+                      num_classes: Optional[int] = 1000, in_channels: int = 3,
+                      with_stem: bool = True, stem_channels: int = 32,
+                      strides: Optional[Sequence[int]] = None,
+                      dilations: Optional[Sequence[int]] = None) -> Dict[str, int]:
+    """Params, multiply-adds and activations of a net given stage by stage.
+
+    The general (AnyNet) form: any per-stage widths, depths, group widths and
+    bottleneck ratios. :func:`complexity` derives these from a RegNet arch.
+
+    Args:
+        widths: Output channels of each stage.
+        depths: Blocks of each stage.
+        group_widths: Group width of each stage's 3x3 conv.
+        bot_muls: Bottleneck ratio of each stage.
+        se_ratio: SE width as a fraction of each block's input width, or None.
+        input_size, num_classes, in_channels, with_stem, stem_channels, strides,
+            dilations: As in :func:`complexity`.
+
+    Returns:
+        ``{'params': int, 'flops': int, 'acts': int}``; flops are multiply-adds.
+    """
+    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
+    cx, c = Cx(h, w), in_channels
+    strides = strides or (2,) * len(widths)
+    dilations = dilations or (1,) * len(widths)
     if with_stem:
         cx = _norm_cx(_conv_cx(cx, c, stem_channels, 3, 2), stem_channels)
         c = stem_channels
-    for i, (width, depth) in enumerate(zip(design.widths, design.depths)):
-        mid, groups = design.bottleneck_widths[i], design.groups[i]
+    for i, (width, depth) in enumerate(zip(widths, depths)):
+        mid = int(round(width * bot_muls[i]))
         for j in range(depth):
-            c_se = int(round(c * spec.se_ratio)) if spec.se_ratio else 0
+            c_se = int(round(c * se_ratio)) if se_ratio else 0
             cx = _bottleneck_cx(cx, c, width, strides[i] if j == 0 else 1, dilations[i],
-                                mid, groups, c_se)
+                                mid, mid // group_widths[i], c_se)
             c = width
-    return cx
+    if num_classes is not None:
+        cx = _conv_cx(cx._replace(h=1, w=1), c, num_classes, 1, bias=True)
+    return {'params': cx.params, 'flops': cx.flops, 'acts': cx.acts}
 
 
 def complexity(arch: ArchLike, input_size: Size = 224, num_classes: Optional[int] = 1000,
@@ -106,9 +126,9 @@ def complexity(arch: ArchLike, input_size: Size = 224, num_classes: Optional[int
     Returns:
         ``{'params': int, 'flops': int, 'acts': int}``; flops are multiply-adds.
     """
-    h, w = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
-    cx = _regnet_cx(Cx(h, w), arch, in_channels, with_stem, stem_channels, strides, dilations)
-    if num_classes is not None:
-        width = get_arch(arch).design().widths[-1]
-        cx = _conv_cx(replace(cx, h=1, w=1), width, num_classes, 1, bias=True)
-    return {'params': cx.params, 'flops': cx.flops, 'acts': cx.acts}
+    spec = get_arch(arch)
+    design = spec.design()
+    return anynet_complexity(design.widths, design.depths, design.group_widths,
+                             (spec.bot_mul,) * design.num_stages, spec.se_ratio, input_size,
+                             num_classes, in_channels, with_stem, stem_channels, strides,
+                             dilations)

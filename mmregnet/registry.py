@@ -8,9 +8,13 @@ stays what ``'mmdet.RegNet'`` and mmdet-scoped ``'RegNet'`` resolve to.
 from mmengine.registry import Registry
 
 try:
+    from mmdet3d.registry import HOOKS as PARENT_HOOKS
     from mmdet3d.registry import MODELS as PARENT_MODELS
 except ImportError:  # a 2D-only install
+    from mmdet.registry import HOOKS as PARENT_HOOKS
     from mmdet.registry import MODELS as PARENT_MODELS
 
 MODELS = Registry('model', parent=PARENT_MODELS, scope='mmregnet',
                   locations=['mmregnet.models'])
+HOOKS = Registry('hook', parent=PARENT_HOOKS, scope='mmregnet',
+                 locations=['mmregnet.detection'])

@@ -212,8 +212,10 @@ def test_zero_init_residual_and_pretrained(tmp_path):
     (dict(arch=dict(w0=24, wa=24.48, wm=0.5, depth=22, group_w=16, bot_mul=1.0)),
      "'wm' must be a number > 1, got 0.5"),
     (dict(arch='regnetx_400mf', out_indices=(1, 4)),
-     r'out_indices must be distinct stage indices in 0..3 \(the arch has 4 stages\), '
+     r'out_indices must be increasing stage indices in 0..3 \(the arch has 4 stages\), '
      r'got \(1, 4\)'),
+    (dict(arch='regnetx_400mf', out_indices=(3, 1)), r'increasing .*got \(3, 1\)'),
+    (dict(arch='regnetx_400mf', out_indices=(1, 1)), r'increasing .*got \(1, 1\)'),
     (dict(arch='regnetx_400mf', out_indices=()), 'out_indices must be'),
     (dict(arch='regnetx_400mf', frozen_stages=5),
      r'frozen_stages must be an integer in -1..4 .*got 5'),

@@ -94,9 +94,10 @@ class RegNet(BaseModule):
         self.dilations = _check_per_stage('dilations', dilations or (1,) * num_stages,
                                           num_stages)
         self.out_indices = tuple(out_indices)
-        if (not self.out_indices or len(set(self.out_indices)) != len(self.out_indices)
+        # Outputs come in stage order, so only increasing indices keep out_channels aligned.
+        if (not self.out_indices or list(self.out_indices) != sorted(set(self.out_indices))
                 or not all(isinstance(i, int) and 0 <= i < num_stages for i in self.out_indices)):
-            raise ValueError(f'out_indices must be distinct stage indices in 0..{num_stages - 1} '
+            raise ValueError(f'out_indices must be increasing stage indices in 0..{num_stages - 1} '
                              f'(the arch has {num_stages} stages), got {self.out_indices}')
         if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= num_stages):
             raise ValueError(f'frozen_stages must be an integer in -1..{num_stages} '
