@@ -8,5 +8,6 @@ setup(
     packages=find_packages(include=['mmregnet', 'mmregnet.*']),
     python_requires='>=3.8',
     install_requires=[],
-    entry_points={'console_scripts': ['mmregnet=mmregnet.cli:main']},
+    entry_points={'console_scripts': ['mmregnet=mmregnet.cli:main',
+                                    'regnet2mmdet=mmregnet.convert.cli:main']},
 )

@@ -20,6 +20,8 @@ import numpy as np
 
 #: pycls rounds every block width to a multiple of this.
 WIDTH_QUANTUM = 8
+#: How stage widths are made divisible by the group width (see ArchSpec.width_rounding).
+WIDTH_ROUNDINGS = ('pycls', 'torchvision')
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class ArchSpec:
         bot_mul: Bottleneck ratio (> 0); 1 for every published model.
         se_ratio: Squeeze-and-excitation width as a fraction of each block's
             input width (RegNetY: 0.25), or None for no SE (RegNetX).
+        width_rounding: How each stage's bottleneck width is made a multiple of
+            its group width: ``'pycls'`` (nearest, ties to even; every preset)
+            or ``'torchvision'`` (torchvision's rule: half up, at least one
+            group, never below 90%), which gives torchvision's X-400MF,
+            X-4.0GF, Y-800MF, Y-4.0GF and Y-8.0GF other stage widths.
     """
 
     w0: int
@@ -75,6 +82,7 @@ class ArchSpec:
     group_w: int
     bot_mul: float = 1.0
     se_ratio: Optional[float] = None
+    width_rounding: str = 'pycls'
 
     def __post_init__(self) -> None:
         for name, ok, rule in (
@@ -88,6 +96,8 @@ class ArchSpec:
             ('se_ratio', self.se_ratio is None
              or (_is_real(self.se_ratio) and 0 < self.se_ratio <= 1),
              'None or a number in (0, 1]'),
+            ('width_rounding', self.width_rounding in WIDTH_ROUNDINGS,
+             ' or '.join(map(repr, WIDTH_ROUNDINGS))),
         ):
             if not ok:
                 raise ValueError(
@@ -99,7 +109,7 @@ class ArchSpec:
             self.w0, self.wa, self.wm, self.depth)
         widths, depths = group_blocks_into_stages(block_widths)
         widths, group_widths = adjust_widths_and_groups(
-            widths, self.bot_mul, self.group_w)
+            widths, self.bot_mul, self.group_w, self.width_rounding)
         bottleneck_widths = [int(round(w * self.bot_mul)) for w in widths]
         return StageDesign(
             widths=tuple(widths),
@@ -110,10 +120,12 @@ class ArchSpec:
             block_widths_cont=tuple(block_widths_cont))
 
     def to_dict(self) -> Dict[str, Any]:
-        """Returns the arch as the dict a config accepts (``se_ratio`` only if set)."""
+        """Returns the arch as the dict a config accepts (optional fields only if set)."""
         d = asdict(self)
         if d['se_ratio'] is None:
             del d['se_ratio']
+        if d['width_rounding'] == 'pycls':
+            del d['width_rounding']
         return d
 
 
@@ -165,16 +177,25 @@ def group_blocks_into_stages(block_widths: List[int]) -> Tuple[List[int], List[i
     return widths, depths
 
 
-def adjust_widths_and_groups(widths: List[int], bot_mul: float,
-                             group_w: int) -> Tuple[List[int], List[int]]:
+def make_divisible(value: float, divisor: int) -> int:
+    """torchvision's rounding: half up to a multiple of ``divisor``, at least
+    ``divisor``, and one ``divisor`` more if rounding lost over 10%."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def adjust_widths_and_groups(widths: List[int], bot_mul: float, group_w: int,
+                             rounding: str = 'pycls') -> Tuple[List[int], List[int]]:
     """Makes each stage's bottleneck width divisible by its group width.
 
     The group width is capped at the bottleneck width, then the bottleneck
-    width is rounded to a multiple of it and the stage width recomputed.
+    width is rounded to a multiple of it (``rounding``: ``'pycls'`` nearest,
+    ``'torchvision'`` :func:`make_divisible`) and the stage width recomputed.
     """
     bottleneck = [int(w * bot_mul) for w in widths]
     group_widths = [min(group_w, b) for b in bottleneck]
-    bottleneck = [quantize_float(b, g) for b, g in zip(bottleneck, group_widths)]
+    snap = quantize_float if rounding == 'pycls' else make_divisible
+    bottleneck = [snap(b, g) for b, g in zip(bottleneck, group_widths)]
     return [int(b / bot_mul) for b in bottleneck], group_widths
 
 
@@ -246,7 +267,7 @@ def get_arch(arch: ArchLike) -> ArchSpec:
         if missing or unknown:
             raise ValueError(
                 f'RegNet arch dict must have the fields {", ".join(_REQUIRED)} '
-                f'(and optionally se_ratio); missing: {missing or "none"}, '
+                f'(and optionally se_ratio, width_rounding); missing: {missing or "none"}, '
                 f'unknown: {unknown or "none"}')
         return ArchSpec(**dict(arch))
     raise TypeError(f'RegNet arch must be a preset name or a dict, got {type(arch).__name__}')

@@ -56,7 +56,7 @@ def test_unknown_name_lists_valid_names():
     ('w0', 20, 'multiple of 8'), ('w0', 0, 'multiple of 8'), ('wa', -1.0, '>= 0'),
     ('wm', 1.0, '> 1'), ('depth', 0, 'integer >= 1'), ('depth', 2.5, 'integer >= 1'),
     ('group_w', 0, 'integer >= 1'), ('bot_mul', 0, '> 0'), ('se_ratio', 1.5, r'\(0, 1\]'),
-    ('wa', float('nan'), '>= 0'),
+    ('wa', float('nan'), '>= 0'), ('width_rounding', 'timm', "'pycls' or 'torchvision'"),
 ])
 def test_invalid_dict_names_field_and_rule(field, value, rule):
     arch = dict(PRESETS['regnetx_400mf'].to_dict(), **{field: value})

@@ -1,0 +1,26 @@
+"""Converting published RegNet checkpoints into mmregnet's (= mmdet's) keys, safely and verifiably.
+
+Sources: pycls (the official model zoo's ``.pyth``), timm, torchvision and
+mmdet/mmdet3d checkpoints, detected from their keys. The arch is read off the
+tensor shapes and named as a preset or as an arch dict that reproduces them.
+
+Example:
+    >>> import torch
+    >>> from mmregnet import RegNet
+    >>> from mmregnet.convert import convert_checkpoint
+    >>> weights = RegNet('regnetx_200mf').state_dict()
+    >>> result = convert_checkpoint({'state_dict': weights}, verify=True)
+    >>> result.arch.name, result.checkpoint['meta']['source']['format']
+    ('regnetx_200mf', 'mmdet')
+"""
+from .errors import ConversionError
+from .fit import ArchMatch, fit_arch, resolve_arch
+from .layouts import LAYOUTS, format_names
+from .pipeline import ConversionResult, convert_checkpoint, convert_file
+from .safe_io import load_checkpoint
+from .shapes import ObservedArch, read_arch
+from .stemless import adapt_to_stemless
+
+__all__ = ['ArchMatch', 'ConversionError', 'ConversionResult', 'LAYOUTS', 'ObservedArch',
+           'adapt_to_stemless', 'convert_checkpoint', 'convert_file', 'fit_arch',
+           'format_names', 'load_checkpoint', 'read_arch', 'resolve_arch']

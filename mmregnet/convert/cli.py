@@ -1,0 +1,124 @@
+"""``regnet2mmdet SRC DST``: the command-line face of :func:`mmregnet.convert.convert_file`.
+
+Bad input ends with one ``regnet2mmdet: error: ...`` line on stderr, exit
+status 1 and no output file; ``--debug`` shows the traceback instead.
+"""
+import argparse
+import json
+import sys
+import traceback
+from typing import Any, List, Optional
+
+from .errors import ConversionError
+from .layouts import LAYOUTS
+from .pipeline import ConversionResult, convert_file
+
+_PROG = 'regnet2mmdet'
+_PREPROCESSING = {
+    'BGR': "images in BGR order: data_preprocessor=dict(mean=[103.53, 116.28, 123.675], "
+           "std=[57.375, 57.12, 58.395], bgr_to_rgb=False)",
+    'RGB': "images in RGB order: data_preprocessor=dict(mean=[123.675, 116.28, 103.53], "
+           "std=[58.395, 57.12, 57.375], bgr_to_rgb=True)",
+}
+
+
+def parse_arch(text: str) -> Any:
+    """Reads ``--arch``/``--verify`` values: a preset name, or an arch dict as JSON.
+
+    Args:
+        text: ``'regnetx_400mf'`` or ``'{"w0": 24, "wa": 24.48, ...}'``.
+
+    Returns:
+        The name or the dict.
+
+    Raises:
+        ConversionError: Text that starts like JSON but is not a JSON object.
+    """
+    if not text.lstrip().startswith('{'):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConversionError(f'arch {text!r} is not valid JSON: {e}') from None
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also documents every option)."""
+    p = argparse.ArgumentParser(
+        prog=_PROG, description='Convert a pycls, timm, torchvision or mmdet RegNet checkpoint '
+        'into mmregnet/mmdet RegNet weights ({"state_dict", "meta"}).')
+    p.add_argument('src', help='source checkpoint (.pyth, .pth, .bin, .safetensors)')
+    p.add_argument('dst', help='output file (written atomically; never the source)')
+    p.add_argument('--src-format', choices=list(LAYOUTS),
+                   help='source key layout (default: detected from the keys)')
+    p.add_argument('--arch', help='preset name or JSON arch dict the weights must match '
+                   '(default: inferred from the shapes)')
+    p.add_argument('--keep-head', action='store_true',
+                   help='keep the classifier as fc.weight/fc.bias (default: drop it)')
+    p.add_argument('--state', choices=('auto', 'model', 'ema'), default='auto',
+                   help='which weights of a checkpoint with EMA weights (default: the one '
+                   'with the lower recorded error, as pycls does)')
+    p.add_argument('--prefix', help="backbone prefix in a detector checkpoint, e.g. 'backbone' "
+                   '(default: detected)')
+    p.add_argument('--stemless', type=int, metavar='IN_CHANNELS',
+                   help='fit to a stem-less backbone taking IN_CHANNELS channels '
+                   '(PointPillars: 64); adapts layer1.0, see the README')
+    p.add_argument('--strides', type=int, nargs='+', metavar='S',
+                   help='stage strides of the target backbone (PointPillars: 1 2 2 2)')
+    p.add_argument('--verify', nargs='?', const=True, default=False, metavar='ARCH',
+                   help='load the result strictly into RegNet(ARCH or the inferred arch) and '
+                   'compare with the source library where importable')
+    p.add_argument('--force', action='store_true', help='replace an existing DST')
+    p.add_argument('--debug', action='store_true', help='show tracebacks')
+    return p
+
+
+def _report(result: ConversionResult, dst: str) -> None:
+    meta = result.checkpoint['meta']
+    for line in result.notes:
+        print(line)
+    arch = result.arch.name or 'no preset has these widths; use the arch dict below'
+    print(f'arch: {arch}; {result.observed.describe()}')
+    if result.verify is not None:
+        print(result.verify.summary())
+    order = meta['source']['input_channel_order']
+    if order in _PREPROCESSING and result.backbone.get('with_stem', True):
+        print(f'the weights expect {_PREPROCESSING[order]}')
+    print(f'wrote {dst} ({len(result.checkpoint["state_dict"])} tensors); config:')
+    print(result.config_snippet(dst))
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Runs the converter.
+
+    Args:
+        argv: Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 for bad input, 2 for an unexpected failure, 130 when interrupted.
+    """
+    args = build_parser().parse_args(argv)
+    try:
+        verify = args.verify if isinstance(args.verify, bool) else parse_arch(args.verify)
+        result = convert_file(
+            args.src, args.dst, force=args.force, src_format=args.src_format,
+            arch=parse_arch(args.arch) if args.arch else None, keep_head=args.keep_head,
+            state=args.state, prefix=args.prefix, stemless_in_channels=args.stemless,
+            strides=args.strides, verify=verify)
+    except KeyboardInterrupt:
+        print(f'{_PROG}: interrupted; nothing written', file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line per failure unless --debug
+        if args.debug:
+            traceback.print_exc()
+        known = isinstance(e, ConversionError)
+        detail = str(e) if known else f'unexpected {type(e).__name__}: {e} (rerun with --debug)'
+        print(f'{_PROG}: error: ' + ' '.join(detail.split()), file=sys.stderr)
+        return 1 if known else 2
+    _report(result, args.dst)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,8 @@
+"""The one exception type the converter raises for bad input."""
+
+
+class ConversionError(ValueError):
+    """A checkpoint cannot be converted; the message says what was expected and what was given.
+
+    The CLI prints it as one line (no traceback unless ``--debug``) and exits non-zero.
+    """
