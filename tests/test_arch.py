@@ -60,7 +60,7 @@ def test_unknown_name_lists_valid_names():
 ])
 def test_invalid_dict_names_field_and_rule(field, value, rule):
     arch = dict(PRESETS['regnetx_400mf'].to_dict(), **{field: value})
-    with pytest.raises(ValueError, match=f"'{field}' must be .*{rule}.*got {value}"):
+    with pytest.raises(ValueError, match=f"'{field}' must be .*{rule}.*got {value!r}"):
         get_arch(arch)
 
 
