@@ -102,36 +102,34 @@ def test_with_cp_same_outputs_and_gradients(name, build):
         torch.testing.assert_close(grads[0][k], grads[1][k], rtol=1e-4, atol=1e-5, msg=k)
 
 
+def _assert_loads_strictly_with_equal_outputs(theirs, ours, x):
+    theirs.init_weights()
+    _randomize_norms(theirs)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    theirs.eval()  # mmdet's ResNet.train() returns None, so no chaining here
+    with torch.no_grad():
+        outs = list(zip(theirs(x), ours.eval()(x)))
+    assert len(outs) == len(ours.out_indices)
+    for a, b in outs:
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize('name', X_PRESETS)
 def test_mmdet_regnet_state_dict_loads_strictly_with_equal_outputs(name):
     from mmdet.models.backbones import RegNet as MMDetRegNet
-    theirs = MMDetRegNet(PRESETS[name].to_dict())
-    theirs.init_weights()
-    _randomize_norms(theirs)
-    ours = RegNet(name)
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.rand(1, 3, 64, 64)
-    theirs.eval()  # mmdet's ResNet.train() returns None, so no chaining here
-    with torch.no_grad():
-        for a, b in zip(theirs(x), ours.eval()(x)):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    _assert_loads_strictly_with_equal_outputs(
+        MMDetRegNet(PRESETS[name].to_dict()), RegNet(name), torch.rand(1, 3, 64, 64))
 
 
 @pytest.mark.parametrize('name', ['regnetx_400mf', 'regnetx_1.6gf', 'regnetx_3.2gf'])
 def test_mmdet3d_nostem_state_dict_loads_strictly_with_equal_outputs(name):
     from mmdet3d.models.backbones import NoStemRegNet
-    theirs = NoStemRegNet(PRESETS[name].to_dict(), stem_channels=64, base_channels=64,
-                          strides=(1, 2, 2, 2), out_indices=(1, 2, 3))
-    theirs.init_weights()
-    _randomize_norms(theirs)
-    ours = RegNet(name, with_stem=False, in_channels=64, strides=(1, 2, 2, 2),
-                  out_indices=(1, 2, 3))
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.rand(1, 64, 48, 48)
-    theirs.eval()  # mmdet's ResNet.train() returns None, so no chaining here
-    with torch.no_grad():
-        for a, b in zip(theirs(x), ours.eval()(x)):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    _assert_loads_strictly_with_equal_outputs(
+        NoStemRegNet(PRESETS[name].to_dict(), stem_channels=64, base_channels=64,
+                     strides=(1, 2, 2, 2), out_indices=(1, 2, 3)),
+        RegNet(name, with_stem=False, in_channels=64, strides=(1, 2, 2, 2),
+               out_indices=(1, 2, 3)),
+        torch.rand(1, 64, 48, 48))
 
 
 def _randomize_norms(net):
