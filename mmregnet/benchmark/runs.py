@@ -1,0 +1,195 @@
+"""The measurements behind ``tools/analysis_tools/benchmark.py``: each returns a JSON-able dict."""
+import contextlib
+from typing import Callable, Dict, Iterator, Optional
+
+import torch
+
+from ..arch import get_arch
+from .backbone import (BackboneCase, inference_contenders, relative_error, training_contenders,
+                       training_step)
+from .memory import peak_memory
+from .timing import num_threads, summarize, synchronize, time_interleaved
+
+MATMUL_SIZE = 1024
+
+
+@contextlib.contextmanager
+def autocast(device: str, enabled: bool) -> Iterator[None]:
+    """Mixed precision when ``enabled``: float16 on CUDA, bfloat16 on the CPU."""
+    dtype = torch.float16 if device.startswith('cuda') else torch.bfloat16
+    with torch.autocast(device.split(':')[0], dtype=dtype, enabled=enabled):
+        yield
+
+
+def _cuda_peak(fn: Callable[[], object], device: str) -> Optional[int]:
+    """Peak extra bytes of one call on CUDA (None on the CPU)."""
+    if not device.startswith('cuda'):
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def _race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: int,
+          device: str, flops: Optional[int] = None) -> Dict[str, Dict]:
+    """Times ``fns`` interleaved with a square matmul that gauges the machine in the same run."""
+    a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device) for _ in range(2))
+    times = time_interleaved(dict(fns, **{'(matmul)': lambda: torch.mm(a, b)}), reps, warmup,
+                             device)
+    mm = summarize(times.pop('(matmul)'))
+    mm_rate = MATMUL_SIZE ** 3 / (mm['median_ms'] / 1e3)
+    out = {name: summarize(t, items) for name, t in times.items()}
+    ref = out['reference']['median_ms']
+    for stats in out.values():
+        stats['speedup'] = ref / stats['median_ms']
+        if flops:
+            stats['macs_per_s'] = flops / (stats['median_ms'] / 1e3)
+            stats['mac_fraction'] = stats['macs_per_s'] / mm_rate
+    out['(matmul)'] = dict(mm, macs_per_s=mm_rate, size=MATMUL_SIZE)
+    return out
+
+
+def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup: int = 2,
+                 amp: bool = False, jit: bool = False, compile: bool = False,
+                 train: bool = False, memory: bool = False, threads: int = 0) -> Dict:
+    """Races mmdet's RegNet against ours (eval and deploy) on one backbone case.
+
+    Args:
+        case: Arch, input shape, stem or not.
+        device: ``'cpu'`` or ``'cuda'``.
+        reps: Timed rounds.
+        warmup: Untimed rounds first.
+        amp: Run under autocast.
+        jit: Also time the deploy model traced and frozen.
+        compile: Also time the deploy model under ``torch.compile``.
+        train: Also race training steps (reference, ours, ours channels-last).
+        memory: Also measure peak memory of each inference and training step
+            (fresh processes, CPU: resident-set growth).
+        threads: Torch threads (0: the default).
+
+    Returns:
+        ``{'case', 'flops', 'params', 'inference': {name: stats}, 'train': {...}}``;
+        stats hold latency percentiles, ``fps``, ``speedup`` over the reference and
+        ``mac_fraction`` (achieved multiply-adds/s over the matmul rate).
+    """
+    result = dict(case=dict(arch=case.arch, input_shape=list(case.input_shape),
+                            with_stem=case.with_stem), device=device, amp=amp,
+                  flops=case.flops(), params=case.params())
+    with num_threads(threads), torch.no_grad():
+        result['threads'] = torch.get_num_threads()
+        models = inference_contenders(case, device, jit=jit, compile=compile)
+        x = torch.randn(case.input_shape, device=device)
+        with autocast(device, amp):
+            expected = models['reference'](x)
+            errors = {name: relative_error(expected, m(x)) for name, m in models.items()}
+            fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
+            result['inference'] = _race(fns, case.input_shape[0], reps, warmup, device,
+                                        result['flops'])
+            for name, fn in fns.items():
+                result['inference'][name]['rel_error'] = errors[name]
+                result['inference'][name]['peak_bytes'] = _cuda_peak(fn, device)
+    if train:
+        with num_threads(threads), autocast(device, amp):
+            steps = {}
+            for name, (model, fmt) in training_contenders(case, device).items():
+                steps[name] = training_step(model, torch.randn(case.input_shape, device=device)
+                                            .contiguous(memory_format=fmt))
+            result['train'] = _race(steps, case.input_shape[0], reps, warmup, device)
+            for name, fn in steps.items():
+                result['train'][name]['peak_bytes'] = _cuda_peak(fn, device)
+    if memory and device == 'cpu':
+        # RegNetY has no mmdet reference: its reference row is our own eval model.
+        ref = dict(model='ours' if get_arch(case.arch).se_ratio else 'reference')
+        for name, kw in dict(reference=ref, eval={}, deploy=dict(model='deploy')).items():
+            result['inference'][name]['peak_bytes'] = peak_memory(case, mode='infer',
+                                                                  threads=threads, **kw)
+        for name, kw in dict(reference=ref, train={},
+                             **{'train+channels_last': dict(channels_last=True)}).items():
+            if 'train' in result:
+                result['train'][name]['peak_bytes'] = peak_memory(case, threads=threads, **kw)
+    return result
+
+
+def run_with_cp_memory(case: BackboneCase, device: str = 'cpu', threads: int = 0) -> Dict:
+    """Peak memory of one training step of ours without and with ``with_cp``.
+
+    Args:
+        case: Backbone and batch (the issue's: regnetx_1.6gf, 2x64x400x400, no stem).
+        device: ``'cpu'`` or ``'cuda'``.
+        threads: Torch threads in the measuring processes.
+
+    Returns:
+        ``{'plain_bytes', 'with_cp_bytes', 'reduction'}`` (reduction as a fraction).
+    """
+    plain = peak_memory(case, device=device, threads=threads)
+    cp = peak_memory(case, with_cp=True, device=device, threads=threads)
+    return dict(case=dict(arch=case.arch, input_shape=list(case.input_shape),
+                          with_stem=case.with_stem), device=device,
+                plain_bytes=plain, with_cp_bytes=cp, reduction=1 - cp / plain)
+
+
+def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int = 30000,
+                 points_file: Optional[str] = None, load_dim: int = 5, device: str = 'cpu',
+                 reps: int = 5, warmup: int = 1, amp: bool = False, threads: int = 0) -> Dict:
+    """Races a whole detector (``test_step``: voxelize, network, decode, NMS) and its backbone.
+
+    Contenders: ``reference`` (the config with mmdet3d's ``NoStemRegNet``; for
+    RegNetY our eval model), ``eval`` (ours) and ``deploy`` (ours after
+    :func:`~mmregnet.benchmark.detector.switch_detector_to_deploy`), same weights.
+
+    Args:
+        config: A PointPillars config with mmregnet's RegNet as ``pts_backbone``.
+        checkpoint: Optional weights; without, seeded random ones (random norms).
+        num_points: Points of the generated cloud (uniform over the config's range).
+        points_file: A real ``.bin`` point cloud instead.
+        load_dim: Values per point stored in ``points_file``.
+        device: ``'cpu'`` or ``'cuda'``.
+        reps: Timed rounds.
+        warmup: Untimed rounds first.
+        amp: Run under autocast.
+        threads: Torch threads (0: the default).
+
+    Returns:
+        ``{'config', 'backbone': {case, flops, params}, 'detector': {name: stats},
+        'backbone_only': {name: stats}}``; stats include ``rel_error`` of the
+        network's head maps against the reference on a random pseudo image.
+    """
+    import copy
+
+    from .backbone import randomize_norms
+    from .detector import (DetectorNetwork, detector_inputs, detector_pair, load_config,
+                           load_points, random_points, switch_detector_to_deploy)
+    cfg = load_config(config)
+    with num_threads(threads), torch.no_grad(), autocast(device, amp):
+        ours, ref = detector_pair(cfg, checkpoint)
+        if checkpoint is None:
+            randomize_norms(ours)
+            ref.load_state_dict(ours.state_dict())
+        models = dict(reference=ref, eval=ours,
+                      deploy=switch_detector_to_deploy(copy.deepcopy(ours)))
+        models = {name: m.to(device) for name, m in models.items()}
+        points = (load_points(points_file, cfg, load_dim) if points_file
+                  else random_points(cfg, num_points))
+        data = detector_inputs([points.to(device)])
+        h, w = cfg.model.pts_middle_encoder.output_shape
+        bev = torch.randn(1, cfg.model.pts_middle_encoder.in_channels, h, w, device=device)
+        expected = DetectorNetwork(ref)(bev)
+        errors = {n: relative_error(expected, DetectorNetwork(m)(bev)) for n, m in models.items()}
+        backbone = dict(cfg.model.pts_backbone)
+        case = BackboneCase(backbone['arch'], tuple(bev.shape), with_stem=False)
+        result = dict(config=config, checkpoint=checkpoint, device=device, amp=amp,
+                      threads=torch.get_num_threads(), num_points=int(points.shape[0]),
+                      backbone=dict(arch=backbone['arch'], input_shape=list(bev.shape),
+                                    flops=case.flops(), params=case.params()))
+        result['detector'] = _race({n: (lambda m=m: m.test_step(data)) for n, m in models.items()},
+                                   1, reps, warmup, device)
+        result['backbone_only'] = _race(
+            {n: (lambda m=m: m.pts_backbone(bev)) for n, m in models.items()}, 1, reps, warmup,
+            device, case.flops())
+        for name, m in models.items():
+            result['detector'][name]['rel_error'] = errors[name]
+            result['detector'][name]['peak_bytes'] = _cuda_peak(lambda: m.test_step(data), device)
+    return result
