@@ -1,0 +1,155 @@
+"""Compatibility shims between the pinned OpenMMLab stack and torch >= 2.6.
+
+**Weights-only loading of mmengine checkpoints.** Since torch 2.6,
+``torch.load`` defaults to ``weights_only=True``: it unpickles only tensors,
+containers and allow-listed globals. mmengine 0.10.7 calls ``torch.load``
+without the argument, and the Runner's own checkpoints hold more than
+tensors: the message hub's ``HistoryBuffer`` objects (with numpy arrays and
+references to the buffer's statistics methods) and numpy scalars. So
+``--resume`` and ``load_from`` fail with "Weights only load failed".
+
+:func:`allow_mmengine_checkpoints` is a context manager (torch's scoped
+``torch.serialization.safe_globals``) that allow-lists exactly those types
+for the duration of a run; weights-only loading stays on, and everything else
+stays refused. The one risky global a HistoryBuffer pickle uses,
+``builtins.getattr`` (pickle's way to reach ``HistoryBuffer.min`` and friends),
+is mapped to :func:`history_buffer_getattr`, which resolves only those
+methods.
+
+>>> import io, torch
+>>> from mmengine.logging import HistoryBuffer
+>>> buffer = io.BytesIO()
+>>> torch.save({'loss': HistoryBuffer([1.0, 2.0], [1, 1])}, buffer)
+>>> _ = buffer.seek(0)
+>>> with allow_mmengine_checkpoints():
+...     torch.load(buffer)['loss'].mean()
+1.5
+
+**Distributed training on CPUs.** mmengine 0.10.7's ``pytorch`` launcher
+assumes GPUs: it calls ``torch.cuda.set_device`` before creating the process
+group and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``, and both
+fail on a CPU-only machine. :func:`prepare_cpu_distributed` starts the gloo
+process group itself (mmengine then skips its own ``init_dist``) and selects
+:class:`CPUDistributedDataParallel`, mmengine's DDP wrapper without device
+ids, through the config's ``model_wrapper_cfg``. With CUDA nothing changes.
+"""
+import contextlib
+import pickle
+from typing import Any, Callable, Iterator, List, Tuple, Union
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from mmengine.logging import HistoryBuffer
+from mmengine.model import MMDistributedDataParallel
+from mmengine.registry import MODEL_WRAPPERS
+
+SafeGlobal = Union[Callable, Tuple[Callable, str]]
+# Registered by every HistoryBuffer's __init__, so absent before the first one exists.
+_DEFAULT_STATISTICS = ('min', 'max', 'current', 'mean')
+
+
+def _numpy_multiarray() -> Tuple[Any, str]:
+    """numpy's multiarray module and the name pickles use for it (moved in numpy 2)."""
+    if hasattr(np, '_core') and hasattr(np._core, 'multiarray'):
+        return np._core.multiarray, 'numpy._core.multiarray'
+    return np.core.multiarray, 'numpy.core.multiarray'
+
+
+def history_buffer_getattr(owner: Any, name: str) -> Callable:
+    """A ``getattr`` limited to the statistics methods of mmengine's HistoryBuffer.
+
+    Args:
+        owner: Must be the ``HistoryBuffer`` class.
+        name: A registered statistics method (``min``, ``max``, ``mean``,
+            ``current`` or one added with ``HistoryBuffer.register_statistics``).
+
+    Returns:
+        The method.
+
+    Raises:
+        pickle.UnpicklingError: Any other attribute of any other object.
+    """
+    allowed = set(_DEFAULT_STATISTICS) | set(HistoryBuffer._statistics_methods)
+    if owner is HistoryBuffer and name in allowed:
+        return getattr(owner, name)
+    raise pickle.UnpicklingError(
+        f'weights-only load of an mmengine checkpoint may look up the HistoryBuffer '
+        f'statistics methods {sorted(allowed)} only, not {name!r} of {owner!r}')
+
+
+def mmengine_checkpoint_globals() -> List[SafeGlobal]:
+    """The globals an mmengine Runner checkpoint needs beyond torch's defaults.
+
+    Returns:
+        Entries for ``torch.serialization.safe_globals``: the HistoryBuffer
+        class, numpy's array and scalar reconstructors, ``numpy.ndarray``,
+        ``numpy.dtype`` and numpy's dtype classes (numpy >= 1.25 pickles
+        ``dtype`` objects through them), and the restricted ``getattr``.
+    """
+    multiarray, multiarray_name = _numpy_multiarray()
+    entries: List[SafeGlobal] = [
+        HistoryBuffer,
+        (multiarray._reconstruct, f'{multiarray_name}._reconstruct'),
+        (multiarray.scalar, f'{multiarray_name}.scalar'),
+        np.ndarray,
+        np.dtype,
+        (history_buffer_getattr, 'builtins.getattr'),
+    ]
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        entries += [(cls, f'numpy.dtypes.{name}') for name, cls in vars(dtypes).items()
+                    if isinstance(cls, type) and issubclass(cls, np.dtype)]
+    return entries
+
+
+@contextlib.contextmanager
+def allow_mmengine_checkpoints() -> Iterator[None]:
+    """Within the block, ``torch.load`` (weights-only) accepts mmengine checkpoints.
+
+    Scoped: the allow-list is removed again on exit, and weights-only loading
+    is never switched off.
+    """
+    with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
+        yield
+
+
+@MODEL_WRAPPERS.register_module()
+class CPUDistributedDataParallel(MMDistributedDataParallel):
+    """mmengine's DDP wrapper that leaves ``device_ids`` unset for a CPU model.
+
+    torch's DDP requires ``device_ids=None`` for modules on the CPU; mmengine
+    always passes the local rank. A model on a GPU keeps its device ids.
+    """
+
+    def __init__(self, module: torch.nn.Module, device_ids=None, **kwargs) -> None:
+        on_cpu = all(p.device.type == 'cpu' for p in module.parameters())
+        super().__init__(module=module, device_ids=None if on_cpu else device_ids, **kwargs)
+
+
+def prepare_cpu_distributed(cfg) -> bool:
+    """Readies a ``launcher='pytorch'`` run for a machine without CUDA.
+
+    Starts the gloo process group from torchrun's environment (``RANK``,
+    ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), sets the config's
+    backend to gloo and its model wrapper to :class:`CPUDistributedDataParallel`
+    (with mmengine's defaults: no buffer broadcast, ``find_unused_parameters``
+    from the config).
+
+    Args:
+        cfg: The run's mmengine Config (modified in place).
+
+    Returns:
+        Whether anything was changed (False with CUDA or without a launcher).
+    """
+    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
+    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
+    wrapper.setdefault('type', 'CPUDistributedDataParallel')
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
+    cfg.model_wrapper_cfg = wrapper
+    return True

@@ -1,0 +1,165 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do: load a config, apply the
+command line, build mmengine's Runner and run it.
+
+Every run goes through :func:`mmregnet.compat.allow_mmengine_checkpoints`, so
+``--resume`` and ``load_from`` work on torch >= 2.6 with weights-only
+loading on.
+"""
+import argparse
+import json
+import numbers
+import os
+from typing import Dict, Optional
+
+from mmengine.config import Config, DictAction
+from mmengine.utils import import_modules_from_strings
+
+from ..compat import allow_mmengine_checkpoints, prepare_cpu_distributed
+from .checkpoints import find_resumable_checkpoint
+
+LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Adds the options train and test share: work dir, overrides, launcher."""
+    parser.add_argument('config', help='config file')
+    parser.add_argument('--work-dir', help='folder for logs and checkpoints '
+                        '(default: the config\'s work_dir or work_dirs/<config name>)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='override config keys, e.g. train_cfg.max_epochs=2 '
+                        'train_dataloader.batch_size=2')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none',
+                        help='job launcher: none (one process) or pytorch (torchrun)')
+    # torch.distributed.launch passes --local_rank / --local-rank; torchrun sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The config of a run: the file, ``--cfg-options``, work dir and launcher.
+
+    Args:
+        args: Parsed command line (see :func:`add_common_args`).
+
+    Returns:
+        The config, ready for ``Runner.from_cfg``.
+    """
+    if not os.path.isfile(args.config):
+        raise FileNotFoundError(f'config file {args.config} does not exist')
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    cfg = Config.fromfile(args.config)
+    cfg.merge_from_dict(args.cfg_options)
+    if cfg.get('custom_imports'):
+        # Config.fromfile imported the file's list; --cfg-options may have extended it.
+        import_modules_from_strings(**cfg.custom_imports)
+    cfg.launcher = args.launcher
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir') is None:
+        name = os.path.splitext(os.path.basename(args.config))[0]
+        cfg.work_dir = os.path.join('work_dirs', name)
+    return cfg
+
+
+def build_runner(cfg: Config):
+    """mmengine's Runner (or the config's ``runner_type``) for ``cfg``.
+
+    A ``pytorch``-launched run on a machine without CUDA gets the gloo
+    backend and a CPU model wrapper (:func:`mmregnet.compat.prepare_cpu_distributed`).
+    """
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    prepare_cpu_distributed(cfg)
+    if 'runner_type' in cfg:
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
+    """Sets ``cfg.resume``/``cfg.load_from`` for ``--resume [CHECKPOINT]``.
+
+    Args:
+        cfg: The run's config (its ``work_dir`` is searched).
+        resume: None (no resume), ``'auto'`` (the newest complete checkpoint
+            in the work dir, see :func:`find_resumable_checkpoint`) or a path.
+
+    Returns:
+        The checkpoint resumed from, or None (fresh start).
+    """
+    if resume is None:
+        return None
+    checkpoint = find_resumable_checkpoint(cfg.work_dir) if resume == 'auto' else resume
+    if resume != 'auto' and not os.path.isfile(resume):
+        raise FileNotFoundError(f'--resume checkpoint {resume} does not exist')
+    if checkpoint is not None:
+        cfg.resume = True
+        cfg.load_from = checkpoint
+    return checkpoint
+
+
+def train(cfg: Config) -> None:
+    """Builds the runner and trains, allowing mmengine checkpoints to load."""
+    runner = build_runner(cfg)
+    with allow_mmengine_checkpoints():
+        runner.train()
+
+
+def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
+         metrics_out: Optional[str] = None) -> Dict[str, float]:
+    """Evaluates ``checkpoint`` with the config's test dataloader and evaluator.
+
+    Args:
+        cfg: The config.
+        checkpoint: Weights to evaluate.
+        out: Optional ``.pkl`` path for the raw predictions (mmengine's DumpResults).
+        metrics_out: Optional ``.json`` path for the metrics.
+
+    Returns:
+        The metrics.
+    """
+    if not os.path.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    cfg.load_from = checkpoint
+    cfg.resume = False
+    if out is not None:
+        if not out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out must name a .pkl or .pickle file, got {out}')
+        evaluators = cfg.test_evaluator
+        evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
+        cfg.test_evaluator = evaluators + [dict(type='mmengine.DumpResults', out_file_path=out)]
+    runner = build_runner(cfg)
+    with allow_mmengine_checkpoints():
+        metrics = runner.test()
+    if metrics_out is not None and runner.rank == 0:
+        os.makedirs(os.path.dirname(os.path.abspath(metrics_out)), exist_ok=True)
+        with open(metrics_out, 'w') as f:
+            json.dump({k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}, f,
+                      indent=1, sort_keys=True)
+    return metrics
+
+
+def save_untrained_checkpoint(config: str, path: str, seed: int = 0) -> None:
+    """Saves the config's model with its initial (untrained) weights.
+
+    The baseline a trained model is compared with: same network, random
+    initialisation (``init_cfg`` as configured, so no pretrained weights
+    unless the config loads them).
+
+    Args:
+        config: Config file.
+        path: Output checkpoint path.
+        seed: Seed of the initialisation.
+    """
+    import torch
+    from mmengine.registry import DefaultScope
+    from mmengine.runner import save_checkpoint
+
+    from mmdet3d.registry import MODELS
+
+    cfg = Config.fromfile(config)
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet3d')):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    save_checkpoint({'meta': {'epoch': 0, 'iter': 0, 'seed': seed},
+                     'state_dict': model.state_dict()}, path)

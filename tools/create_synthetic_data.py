@@ -1,0 +1,85 @@
+"""Generate a synthetic nuScenes-format (v1.0-mini) or Lyft-format (v1.01) dataset and
+its mmdet3d info files (by mmdet3d's own tools/create_data.py).
+
+    python tools/create_synthetic_data.py nuscenes --root data/synthetic/nuscenes
+    python tools/create_synthetic_data.py lyft --root data/synthetic/lyft
+
+The output is deterministic for a --seed. An existing folder generated with the
+same settings is reused; any other existing folder is refused.
+"""
+import argparse
+import sys
+
+from mmregnet.synthetic import DatasetSpec, Options, generate
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (``argv`` or ``sys.argv``)."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('dataset', choices=['nuscenes', 'lyft'])
+    parser.add_argument('--root', help='output folder (default: data/synthetic/<dataset>)')
+    parser.add_argument('--train-scenes', type=int, default=None,
+                        help='training scenes (nuScenes: up to 8, the mini_train names; '
+                        'default 8 for nuScenes, 6 for Lyft)')
+    parser.add_argument('--val-scenes', type=int, default=2,
+                        help='validation scenes (nuScenes: up to 2, the mini_val names)')
+    parser.add_argument('--test-scenes', type=int, default=1, help='Lyft v1.01-test scenes')
+    parser.add_argument('--samples-per-scene', type=int, default=20,
+                        help='annotated key frames per scene')
+    parser.add_argument('--sweeps', type=int, default=2,
+                        help='nuScenes LiDAR sweeps before each key frame (real data: about 9)')
+    parser.add_argument('--max-sweeps', type=int, default=None,
+                        help='sweeps per key frame recorded in the info files '
+                        '(default: --sweeps, 10 for Lyft)')
+    parser.add_argument('--annotation-range', type=float, default=50.0,
+                        help='annotate objects within this distance (m) of the LiDAR along '
+                        'x and y; set it to the detector\'s point-cloud range')
+    parser.add_argument('--objects-per-scene', type=int, default=40,
+                        help='object placement attempts per scene')
+    parser.add_argument('--azimuth-steps', type=int, default=1080,
+                        help='LiDAR firings per revolution and beam (fewer: smaller scans)')
+    parser.add_argument('--max-range', type=float, default=70.0, help='LiDAR range (m)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--no-infos', action='store_true',
+                        help='write the raw dataset only, without running the converter')
+    parser.add_argument('--quiet', action='store_true', help='no progress output')
+    return parser.parse_args(argv)
+
+
+def spec_from_args(args: argparse.Namespace) -> DatasetSpec:
+    """The dataset spec the command line asks for."""
+    counts = dict(samples_per_scene=args.samples_per_scene, val_scenes=args.val_scenes,
+                  objects_per_scene=args.objects_per_scene, test_scenes=args.test_scenes,
+                  azimuth_steps=args.azimuth_steps, max_range=args.max_range)
+    counts['annotation_range'] = args.annotation_range
+    bad = {k: v for k, v in counts.items() if v <= 0}
+    if bad or args.sweeps < 0:
+        raise ValueError(f'counts, ranges and azimuth steps must be positive and sweeps >= 0; '
+                         f'got {bad or ""} sweeps={args.sweeps}')
+    lyft = args.dataset == 'lyft'
+    train = args.train_scenes if args.train_scenes is not None else (6 if lyft else 8)
+    max_sweeps = args.max_sweeps if args.max_sweeps is not None else (10 if lyft else args.sweeps)
+    options = Options(args.samples_per_scene, 0 if lyft else args.sweeps, args.annotation_range,
+                      args.objects_per_scene, args.seed, args.azimuth_steps, args.max_range)
+    scenes = dict(train=train, val=args.val_scenes)
+    if lyft:
+        scenes['test'] = args.test_scenes
+    return DatasetSpec(args.dataset, options, scenes, max_sweeps)
+
+
+def main(argv=None) -> int:
+    """Generates as the command line says; returns the exit status."""
+    args = parse_args(argv)
+    root = args.root or f'data/synthetic/{args.dataset}'
+    try:
+        spec = spec_from_args(args)
+        created = generate(spec, root, progress=not args.quiet, infos=not args.no_infos)
+    except (ValueError, FileExistsError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
+    print(f'{"generated" if created else "reusing the identical dataset in"} {root}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
