@@ -129,10 +129,12 @@ def test_wrong_neck_channels_stop_a_runner_before_it_runs(tmp_path):
     cfg = _load('configs/regnet/retinanet_regnetx-800MF_fpn_1x_coco.py')
     cfg.model.neck.in_channels = [64, 128, 288, 670]
     cfg.model.backbone.init_cfg = None
-    runner = Runner(model=cfg.model, work_dir=str(tmp_path), custom_hooks=cfg.custom_hooks,
-                    default_scope='mmdet')
-    with pytest.raises(ValueError, match=r'Set neck.in_channels=\[64, 128, 288, 672\]'):
-        runner.call_hook('before_run')
+    # The Runner makes its scope the current one; the context restores the previous.
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        runner = Runner(model=cfg.model, work_dir=str(tmp_path),
+                        custom_hooks=cfg.custom_hooks, default_scope='mmdet')
+        with pytest.raises(ValueError, match=r'Set neck.in_channels=\[64, 128, 288, 672\]'):
+            runner.call_hook('before_run')
 
 
 def test_config_backbones_name_presets():

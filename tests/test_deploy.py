@@ -164,6 +164,7 @@ def test_fold_bn_rejects_what_cannot_fold(conv, norm, error, message):
 
 def test_fuse_conv_bn_folds_fpn_and_second_fpn_necks():
     from mmdet3d.registry import MODELS
+    from mmengine.registry import DefaultScope
     necks = [
         (dict(type='mmdet.FPN', in_channels=[16, 32, 64], out_channels=24, num_outs=3,
               norm_cfg=dict(type='BN'), act_cfg=dict(type='ReLU')), 6),
@@ -172,7 +173,8 @@ def test_fuse_conv_bn_folds_fpn_and_second_fpn_necks():
     ]
     feats = [torch.randn(1, c, s, s) for c, s in ((16, 16), (32, 8), (64, 4))]
     for cfg, num_norms in necks:
-        neck = _randomize_norms(MODELS.build(cfg))
+        with DefaultScope.overwrite_default_scope('mmdet3d'):  # whatever earlier tests set
+            neck = _randomize_norms(MODELS.build(cfg))
         with torch.no_grad():
             expected = neck(feats)
             assert fuse_conv_bn(neck) == num_norms
