@@ -137,6 +137,11 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
+def se_width(in_channels: int, se_ratio: Optional[float]) -> int:
+    """Squeeze width of a block's SE unit: ``se_ratio`` x the block's input width, 0 for no SE."""
+    return int(round(in_channels * se_ratio)) if se_ratio else 0
+
+
 def quantize_float(value: float, divisor: int) -> int:
     """Rounds ``value`` to the nearest multiple of ``divisor``."""
     return int(round(value / divisor) * divisor)

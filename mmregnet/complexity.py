@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
-from .arch import ArchLike, get_arch
+from .arch import ArchLike, get_arch, se_width
 
 Size = Union[int, Tuple[int, int], Sequence[int]]
 
@@ -96,9 +96,8 @@ def anynet_complexity(widths: Sequence[int], depths: Sequence[int],
     for i, (width, depth) in enumerate(zip(widths, depths)):
         mid = int(round(width * bot_muls[i]))
         for j in range(depth):
-            c_se = int(round(c * se_ratio)) if se_ratio else 0
             cx = _bottleneck_cx(cx, c, width, strides[i] if j == 0 else 1, dilations[i],
-                                mid, mid // group_widths[i], c_se)
+                                mid, mid // group_widths[i], se_width(c, se_ratio))
             c = width
     if num_classes is not None:
         cx = _conv_cx(cx._replace(h=1, w=1), c, num_classes, 1, bias=True)

@@ -7,7 +7,7 @@ from mmengine.model import BaseModule, constant_init
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..arch import ArchLike, get_arch
+from ..arch import ArchLike, get_arch, se_width
 from .blocks import Bottleneck
 from .deploy import switch_to_deploy
 
@@ -124,11 +124,11 @@ class RegNet(BaseModule):
         for i, (width, depth) in enumerate(zip(design.widths, design.depths)):
             blocks = []
             for j in range(depth):
-                se_channels = int(round(channels * self.arch.se_ratio)) if self.arch.se_ratio else 0
                 blocks.append(Bottleneck(
                     channels, width, design.bottleneck_widths[i], design.groups[i],
                     stride=self.strides[i] if j == 0 else 1, dilation=self.dilations[i],
-                    se_channels=se_channels, norm_cfg=norm_cfg, with_cp=with_cp))
+                    se_channels=se_width(channels, self.arch.se_ratio), norm_cfg=norm_cfg,
+                    with_cp=with_cp))
                 channels = width
             stride *= self.strides[i]
             stage_strides.append(stride)
