@@ -1,6 +1,7 @@
 """The standard comparisons of the issue, and the README's results table.
 
-Runs, each side by side in this one process (memory in fresh child processes):
+Runs each comparison side by side in one fresh child process (see
+:mod:`mmregnet.benchmark.isolate`), so no figure depends on the order:
 
 1. stem-less regnetx_400mf on a 1x64x400x400 pseudo image (nuScenes
    PointPillars) against mmdet3d's ``NoStemRegNet``: inference and training;
@@ -27,6 +28,7 @@ sys.path.insert(0, ROOT)
 
 from mmregnet.benchmark import (BackboneCase, run_backbone, run_detector,  # noqa: E402
                                 run_with_cp_memory)
+from mmregnet.benchmark.isolate import in_fresh_process  # noqa: E402
 from mmregnet.benchmark.report import (STATS_COLUMNS, machine_info, markdown_table,  # noqa: E402
                                        stats_rows, write_json)
 
@@ -80,8 +82,8 @@ def main(argv=None) -> None:
                       ('image', BackboneCase('regnetx_400mf', (8, 3, 224, 224)))):
         if key in args.skip:
             continue
-        r = run_backbone(case, reps=args.reps, jit=True, compile=True, train=True,
-                         threads=args.threads)
+        r = in_fresh_process(run_backbone, case, reps=args.reps, jit=True, compile=True,
+                             train=True, threads=args.threads)
         results[key] = r
         for part in ('inference', 'train'):
             stats = {k: v for k, v in r[part].items() if k != '(matmul)'}
@@ -105,7 +107,8 @@ def main(argv=None) -> None:
         results['detectors'] = []
         # The CPU demo config (a 64x64 grid, a slimmer head) is not a published detector.
         for config in sorted(c for c in glob.glob(args.configs) if 'demo' not in c):
-            r = run_detector(config, reps=args.detector_reps, threads=args.threads)
+            r = in_fresh_process(run_detector, config, reps=args.detector_reps,
+                                 threads=args.threads)
             results['detectors'].append(r)
             rows.append(readme_row(r))
             print(markdown_table(rows[-1:], README_COLUMNS), flush=True)

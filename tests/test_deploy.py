@@ -13,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmregnet import RegNet
 from mmregnet.benchmark.backbone import randomize_norms
+from mmregnet.models.cpu_kernels import Kernels
 from mmregnet.models.deploy import export_onnx, fold_bn, fuse_conv_bn, trace
 
 from conftest import ALL_PRESETS
@@ -52,12 +53,24 @@ def test_deploy_equals_eval_without_batchnorm(name, with_stem, build):
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert all(m.bias is not None for m in convs)
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    assert net.cpu_kernels is not None
+    # The fused kernels, with kept buffers for every activation (the default
+    # keeps only large ones, which these small inputs never make)...
+    net.cpu_kernels = Kernels(min_buffer_bytes=0)
+    x_copy = x.clone()
     with torch.no_grad():
         outs = net(x)
-    _assert_close(expected, outs, 'deploy')
-    assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
-    with torch.no_grad():  # a channels-last input gives the same
-        _assert_close(expected, net(x.contiguous(memory_format=torch.channels_last)), 'cl in')
+        _assert_close(expected, outs, 'deploy (fused kernels)')
+        assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
+        kept = [o.clone() for o in outs]
+        # ...a second call, channels-last input, leaves the first outputs and the input alone...
+        x_cl = x.contiguous(memory_format=torch.channels_last)
+        _assert_close(expected, net(x_cl), 'cl in')
+        assert all(torch.equal(k, o) for k, o in zip(kept, outs))
+        assert torch.equal(x, x_copy) and torch.equal(x_cl, x_copy)
+    # ...and the plain modules, which autograd (like tracing and compiling) gets.
+    with torch.enable_grad():
+        _assert_close(expected, [o.detach() for o in net(x)], 'deploy (plain modules)')
 
 
 @pytest.mark.parametrize('name', ALL_PRESETS)
@@ -246,3 +259,14 @@ def test_percentiles_match_numpy_and_bad_timing_arguments_fail():
     assert {k: len(v) for k, v in times.items()} == {'a': 3, 'b': 3}
     with pytest.raises(ValueError, match='reps >= 1'):
         time_interleaved({'a': lambda: None}, reps=0)
+
+
+def test_fresh_process_returns_the_result_and_names_the_childs_error():
+    import math
+    import os
+
+    from mmregnet.benchmark.isolate import in_fresh_process
+    assert in_fresh_process(math.factorial, 5) == 120
+    assert in_fresh_process(os.getpid) != os.getpid()
+    with pytest.raises(RuntimeError, match='factorial failed in its child process: ValueError'):
+        in_fresh_process(math.factorial, -1)

@@ -7,7 +7,6 @@ run's memory from hiding another's. On CUDA it is ``torch.cuda.max_memory_alloca
 over the allocation before the step.
 """
 import ctypes
-import multiprocessing
 import resource
 from dataclasses import asdict
 from typing import Dict, Optional
@@ -15,6 +14,7 @@ from typing import Dict, Optional
 import torch
 
 from .backbone import BackboneCase, build_ours, build_reference, training_step
+from .isolate import in_fresh_process
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -94,15 +94,6 @@ def _measure(case: Dict, model_name: str, mode: str, with_cp: bool, device: str,
     return 1024 * (peak - (before or 0))
 
 
-def _child(conn, *args) -> None:
-    try:
-        conn.send(('ok', _measure(*args)))
-    except Exception as e:  # report it in the parent rather than die silently
-        conn.send(('error', f'{type(e).__name__}: {e}'))
-    finally:
-        conn.close()
-
-
 def peak_memory(case: BackboneCase, model: str = 'ours', mode: str = 'train',
                 with_cp: bool = False, device: str = 'cpu', channels_last: bool = False,
                 threads: int = 0) -> int:
@@ -129,17 +120,8 @@ def peak_memory(case: BackboneCase, model: str = 'ours', mode: str = 'train',
             model == 'deploy' and mode == 'train'):
         raise ValueError(f"model must be 'ours', 'reference' or (inference only) 'deploy' and "
                          f"mode 'train' or 'infer', got model={model!r}, mode={mode!r}")
-    ctx = multiprocessing.get_context('spawn')
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_child, args=(child, asdict(case), model, mode, with_cp, device,
-                                            channels_last, threads))
-    proc.start()
-    child.close()
     try:
-        status, value = parent.recv()
-    except EOFError:
-        status, value = 'error', f'the child process died (exit code {proc.exitcode})'
-    proc.join()
-    if status != 'ok':
-        raise RuntimeError(f'measuring the peak memory of {model} {case} failed: {value}')
-    return value
+        return in_fresh_process(_measure, asdict(case), model, mode, with_cp, device,
+                                channels_last, threads)
+    except RuntimeError as e:
+        raise RuntimeError(f'measuring the peak memory of {model} {case} failed: {e}') from None

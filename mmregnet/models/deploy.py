@@ -3,8 +3,9 @@
 Deploying folds every BatchNorm into the convolution before it (the conv
 gains a bias, the norm becomes :class:`torch.nn.Identity`), and moves weights
 and activations to channels-last memory format, where oneDNN runs 1x1 and
-grouped convs without reordering tensors on every call. The outputs equal the
-eval-mode model's up to float rounding. It is one-way: the running statistics
+grouped convs without reordering tensors on every call. On the CPU it then
+runs fused oneDNN kernels (:mod:`mmregnet.models.cpu_kernels`). The outputs
+equal the eval-mode model's up to float rounding. It is one-way: the running statistics
 are gone, so a deployed model cannot be trained as the original.
 
 Example:
@@ -24,12 +25,13 @@ import importlib.util
 import os
 import tempfile
 import warnings
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from . import cpu_kernels
 from .blocks import Bottleneck
 
 Conv = (nn.Conv2d, nn.ConvTranspose2d)
@@ -161,45 +163,13 @@ def _is_conv_module(module: nn.Module) -> bool:
             and hasattr(module, 'order') and isinstance(getattr(module, 'conv', None), Conv))
 
 
-def channels_last_input(module: nn.Module, args: Tuple[Any, ...]) -> Optional[Tuple[Any, ...]]:
-    """Forward pre-hook: hands a 4-d tensor input over in channels-last format.
-
-    Anything else passes unchanged, so the module's own input checks still
-    report a wrong input.
-
-    Args:
-        module: The hooked module (unused).
-        args: The positional arguments of its forward.
-
-    Returns:
-        The arguments with the first converted, or None to leave them as they are.
-    """
-    if args and isinstance(args[0], torch.Tensor) and args[0].dim() == 4:
-        return (args[0].contiguous(memory_format=torch.channels_last),) + tuple(args[1:])
-    return None
-
-
-def to_channels_last(module: nn.Module) -> nn.Module:
-    """Moves ``module``'s weights and input to channels-last format, in place.
-
-    Args:
-        module: A conv network taking one ``(N, C, H, W)`` tensor.
-
-    Returns:
-        ``module``; its outputs come out channels-last, values unchanged.
-    """
-    module.to(memory_format=torch.channels_last)
-    if channels_last_input not in module._forward_pre_hooks.values():
-        module.register_forward_pre_hook(channels_last_input)
-    return module
-
-
 def switch_to_deploy(model: nn.Module) -> nn.Module:
     """Turns a RegNet into its inference form, in place (see the module doc).
 
     Sets the model to eval mode, folds the stem's and every block's
-    BatchNorm into its conv, moves the model to channels-last and sets
-    ``model.deploy = True``. A second call does nothing.
+    BatchNorm into its conv, moves the weights to channels-last, sets
+    ``model.deploy = True`` and, if every norm was folded, gives it the fused
+    CPU kernels of :mod:`mmregnet.models.cpu_kernels`. A second call does nothing.
 
     Args:
         model: A :class:`~mmregnet.models.RegNet`.
@@ -215,8 +185,9 @@ def switch_to_deploy(model: nn.Module) -> nn.Module:
     for name in model.res_layers:
         for block in getattr(model, name):
             fuse_bottleneck(block)
-    to_channels_last(model)
+    model.to(memory_format=torch.channels_last)
     model.deploy = True
+    model.cpu_kernels = cpu_kernels.Kernels() if cpu_kernels.foldable(model) else None
     return model
 
 

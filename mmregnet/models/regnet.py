@@ -1,6 +1,7 @@
 """The RegNet backbone for mmdet and mmdet3d detectors."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import torch
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule, constant_init
@@ -8,6 +9,7 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import ArchLike, get_arch, se_width
+from . import cpu_kernels
 from .blocks import Bottleneck
 from .deploy import switch_to_deploy
 
@@ -110,6 +112,7 @@ class RegNet(BaseModule):
         self.norm_eval = norm_eval
         self.zero_init_residual = zero_init_residual
         self.deploy = False  # set by switch_to_deploy()
+        self.cpu_kernels: Optional[cpu_kernels.Kernels] = None  # likewise
 
         channels, stride = in_channels, 1
         if with_stem:
@@ -175,9 +178,10 @@ class RegNet(BaseModule):
     def switch_to_deploy(self) -> 'RegNet':
         """Makes this backbone its faster inference form, in place and for good.
 
-        Folds BatchNorms into convs and runs channels-last (outputs come out
-        channels-last, values within float rounding of the eval model); see
-        :mod:`mmregnet.models.deploy`. A second call does nothing.
+        Folds BatchNorms into convs and runs channels-last, on fused oneDNN
+        kernels on the CPU (outputs come out channels-last, values within
+        float rounding of the eval model); see :mod:`mmregnet.models.deploy`.
+        A second call does nothing.
 
         Returns:
             ``self``, in eval mode.
@@ -192,11 +196,16 @@ class RegNet(BaseModule):
 
         Returns:
             One ``(N, out_channels[k], H / out_strides[k], W / out_strides[k])``
-            tensor per entry of ``out_indices`` (sizes rounded up).
+            tensor per entry of ``out_indices`` (sizes rounded up); channels-last
+            once deployed.
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'RegNet expects input of shape (N, {self.in_channels}, H, W) '
                              f'(in_channels={self.in_channels}), got {tuple(x.shape)}')
+        if self.deploy:
+            if self.cpu_kernels is not None and cpu_kernels.applies(x):
+                return cpu_kernels.regnet_forward(self, x, self.cpu_kernels)
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.with_stem:
             x = self.relu(self.norm1(self.conv1(x)))
         outs = []
