@@ -90,15 +90,20 @@ class Kernels:
         self.__init__(**state)
 
     def weight(self, conv: nn.Conv2d, x: Tensor) -> Tensor:
-        """``conv``'s weight in oneDNN's blocked layout for ``x``'s shape, cached."""
-        key, version = id(conv), (conv.weight.data_ptr(), conv.weight._version, x.shape)
+        """``conv``'s weight in oneDNN's blocked layout, packed once per weight version.
+
+        The layout is chosen for the first input's shape; it stays right (if
+        perhaps not the fastest) for other shapes, so a detector fed images of
+        varying size does not repack on every call.
+        """
+        key, version = id(conv), (conv.weight.data_ptr(), conv.weight._version)
         cached = self._packed.get(key)
-        if cached is None or cached[:3] != version:
+        if cached is None or cached[:2] != version:
             packed = torch.ops.mkldnn._reorder_convolution_weight(
                 conv.weight.detach(), list(conv.padding), list(conv.stride),
                 list(conv.dilation), conv.groups, list(x.shape))
             cached = self._packed[key] = (*version, packed)
-        return cached[3]
+        return cached[2]
 
     def buffer(self, role: str, shape: Tuple[int, ...]) -> Optional[Tensor]:
         """A zeroed channels-last buffer kept for ``(role, shape)``, or None if small."""
@@ -116,14 +121,13 @@ class Kernels:
 
     def conv(self, conv: nn.Conv2d, x: Tensor, role: str, relu: bool = True) -> Tensor:
         """``relu(conv(x))`` (or ``conv(x)``), into a kept buffer when large."""
-        args = self._args(conv)
+        weight, args = self.weight(conv, x), self._args(conv)
         buf = self.buffer(role, conv_output_shape(conv, x.shape))
         if buf is None:
             return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight(conv, x), conv.bias, *args, 'relu' if relu else 'none', [], '')
+                x, weight, conv.bias, *args, 'relu' if relu else 'none', [], '')
         return torch.ops.mkldnn._convolution_pointwise_.binary(
-            buf, x, self.weight(conv, x), conv.bias, *args, 'add', 1.0,
-            'relu' if relu else None, [], '')
+            buf, x, weight, conv.bias, *args, 'add', 1.0, 'relu' if relu else None, [], '')
 
     def conv_add_relu(self, conv: nn.Conv2d, x: Tensor, shortcut: Tensor,
                       in_place: bool) -> Tensor:
