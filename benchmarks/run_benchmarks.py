@@ -35,20 +35,23 @@ from mmregnet.benchmark.report import (STATS_COLUMNS, machine_info, markdown_tab
 README_COLUMNS = (('config', 'config'), ('arch', 'backbone'), ('params', 'params (M)'),
                   ('flops', 'FLOPs (G)'), ('bb_ref', 'backbone fps, reference'),
                   ('bb_deploy', 'backbone fps, deploy'), ('bb_speedup', 'speed-up'),
-                  ('det_ref', 'detector fps, reference'), ('det_deploy', 'detector fps, deploy'),
+                  ('net_ref', 'network fps, reference'), ('net_deploy', 'network fps, deploy'),
+                  ('net_speedup', 'speed-up'), ('det_ref', 'detector fps, reference'), ('det_deploy', 'detector fps, deploy'),
                   ('det_speedup', 'speed-up'))
 
 
 def readme_row(result: dict) -> dict:
     """One README row from :func:`run_detector`'s result."""
-    bb, det, backbone = result['backbone_only'], result['detector'], result['backbone']
-    return dict(config=os.path.basename(result['config']).replace('.py', ''),
-                arch=backbone['arch'], params=f"{backbone['params'] / 1e6:.2f}",
-                flops=f"{backbone['flops'] / 1e9:.1f}",
-                bb_ref=f"{bb['reference']['fps']:.2f}", bb_deploy=f"{bb['deploy']['fps']:.2f}",
-                bb_speedup=f"{bb['deploy']['speedup']:.2f}x",
-                det_ref=f"{det['reference']['fps']:.2f}", det_deploy=f"{det['deploy']['fps']:.2f}",
-                det_speedup=f"{det['deploy']['speedup']:.2f}x")
+    backbone = result['backbone']
+    row = dict(config=os.path.basename(result['config']).replace('.py', ''),
+               arch=backbone['arch'], params=f"{backbone['params'] / 1e6:.2f}",
+               flops=f"{backbone['flops'] / 1e9:.1f}")
+    for prefix, part in (('bb', 'backbone_only'), ('net', 'network'), ('det', 'detector')):
+        stats = result[part]
+        row.update({f'{prefix}_ref': f"{stats['reference']['fps']:.2f}",
+                    f'{prefix}_deploy': f"{stats['deploy']['fps']:.2f}",
+                    f'{prefix}_speedup': f"{stats['deploy']['speedup']:.2f}x"})
+    return row
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -118,7 +121,8 @@ def main(argv=None) -> None:
                f"of interleaved rounds, batch 1, generated 30k-point clouds. Reference: the same "
                f"config and weights with mmdet3d's NoStemRegNet (RegNetY, which mmdet3d lacks: "
                f"mmregnet's eval model); deploy: `switch_detector_to_deploy`. Backbone FLOPs are "
-               f"multiply-adds on the config's pseudo image.\n")
+               f"multiply-adds on the config's pseudo image. Network: pseudo image to head maps "
+               f"(backbone, neck, head); detector: the whole `test_step` from points to boxes.\n")
     readme = '## Speed\n\n' + machine + '\n' + markdown_table(rows, README_COLUMNS) if rows else ''
     write_json(os.path.join(args.out, 'results.json'), results)
     with open(os.path.join(args.out, 'results.md.tmp'), 'w') as f:

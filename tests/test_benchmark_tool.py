@@ -1,0 +1,84 @@
+"""``tools/analysis_tools/benchmark.py`` and ``benchmarks/run_benchmarks.py`` end to end.
+
+Small inputs and one timed round: these check that every contender runs, agrees
+with the reference, and lands in the JSON and the tables. They time nothing.
+"""
+import importlib.util
+import json
+import os
+
+import pytest
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+DEMO_NUS = os.path.join(ROOT, 'configs', 'regnet',
+                        'pointpillars_hv_regnet-400mf_fpn_sbn-all_1xb4-demo_nus-3d.py')
+
+
+def _load(relpath):
+    spec = importlib.util.spec_from_file_location(os.path.basename(relpath)[:-3],
+                                                  os.path.join(ROOT, relpath))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return _load('tools/analysis_tools/benchmark.py')
+
+
+def _check_race(stats, names):
+    assert set(stats) == set(names) | {'(matmul)'}
+    assert stats['reference']['speedup'] == 1.0
+    for name in names:
+        assert stats[name]['reps'] == 1 and stats[name]['median_ms'] > 0, name
+    assert stats['(matmul)']['macs_per_s'] > 0
+
+
+def test_backbone_race_writes_every_contender(tool, tmp_path, capsys):
+    out = tmp_path / 'bb.json'
+    tool.main(['backbone', 'regnetx_400mf', '--no-stem', '--input', '1', '16', '48', '48',
+               '--reps', '1', '--warmup', '0', '--jit', '--train', '--json', str(out)])
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    inference = result['inference']
+    _check_race(inference, ['reference', 'eval', 'deploy', 'deploy+jit'])
+    for name in ('eval', 'deploy', 'deploy+jit'):
+        assert inference[name]['rel_error'] < 1e-4, name
+        assert 0 < inference[name]['mac_fraction'], name
+    _check_race(result['train'], ['reference', 'train', 'train+channels_last'])
+    assert result['machine']['torch_threads'] >= 1
+    assert '| deploy+jit |' in printed and '### train' in printed
+
+
+def test_detector_race_covers_detector_network_and_backbone(tool, tmp_path, capsys):
+    out = tmp_path / 'det.json'
+    tool.main(['detector', DEMO_NUS, '--num-points', '400', '--reps', '1', '--warmup', '0',
+               '--json', str(out)])
+    result = json.loads(out.read_text())
+    for part in ('detector', 'network', 'backbone_only'):
+        _check_race(result[part], ['reference', 'eval', 'deploy'])
+    assert result['detector']['deploy']['rel_error'] < 1e-4
+    assert result['num_points'] == 400 and result['backbone']['arch'] == 'regnetx_400mf'
+    assert '### network' in capsys.readouterr().out
+    # The README row of benchmarks/run_benchmarks.py is built from this result.
+    runner = _load('benchmarks/run_benchmarks.py')
+    row = runner.readme_row(result)
+    assert set(row) == {key for key, _ in runner.README_COLUMNS}
+    assert row['config'] == os.path.basename(DEMO_NUS)[:-3]
+    assert row['net_speedup'] == f"{result['network']['deploy']['speedup']:.2f}x"
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['backbone', 'regnetx_400mf', '--reps', '0'], '--reps must be >= 1'),
+    (['backbone', 'regnetx_401mf'], 'regnetx_401mf'),
+    (['backbone', 'regnetx_400mf', '--input', '1', '3', '0', '8'], 'input_shape must be 4'),
+    (['backbone', 'regnetx_400mf', '--device', 'tpu'], "--device must be 'cpu'"),
+    (['detector', 'no/such/config.py'], 'config no/such/config.py: no such file'),
+    (['detector', DEMO_NUS, '--points', 'missing.bin'], '--points missing.bin: no such file'),
+])
+def test_bad_arguments_name_what_was_expected(tool, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        tool.parse_args(argv)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
