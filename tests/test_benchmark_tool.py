@@ -8,6 +8,7 @@ import json
 import os
 
 import pytest
+import torch
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 DEMO_NUS = os.path.join(ROOT, 'configs', 'regnet',
@@ -67,6 +68,18 @@ def test_detector_race_covers_detector_network_and_backbone(tool, tmp_path, caps
     assert set(row) == {key for key, _ in runner.README_COLUMNS}
     assert row['config'] == os.path.basename(DEMO_NUS)[:-3]
     assert row['net_speedup'] == f"{result['network']['deploy']['speedup']:.2f}x"
+
+
+def test_detector_weights_are_seeded_and_leave_the_callers_random_state_alone():
+    from mmregnet.benchmark.detector import detector_pair, load_config
+    cfg = load_config(DEMO_NUS)
+    state = torch.random.get_rng_state()
+    first = detector_pair(cfg)[0].state_dict()
+    assert torch.equal(torch.random.get_rng_state(), state)
+    again = detector_pair(cfg)[0].state_dict()
+    other = detector_pair(cfg, seed=1)[0].state_dict()
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
 @pytest.mark.parametrize('argv, message', [

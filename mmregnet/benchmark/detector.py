@@ -95,21 +95,28 @@ def build_detector(cfg: Config, checkpoint: Optional[str] = None,
     return model
 
 
-def detector_pair(cfg: Config, checkpoint: Optional[str] = None) -> Tuple[nn.Module, nn.Module]:
+def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
+                  seed: int = 0) -> Tuple[nn.Module, nn.Module]:
     """Our detector and the reference with the same weights.
 
     Args:
         cfg: A config with mmregnet's RegNet as ``pts_backbone``.
         checkpoint: Optional checkpoint for both.
+        seed: Seed of the initial weights when there is no checkpoint. Runs
+            must get the same weights to be comparable: how many boxes an
+            untrained head passes to NMS, hence the detector's time, depends
+            on them. The caller's random state is left as it was.
 
     Returns:
         ``(ours, reference)``; for a RegNetY backbone the reference is a copy of ours.
     """
-    ours = build_detector(cfg, checkpoint)
-    ref_cfg = reference_backbone_cfg(dict(cfg.model.pts_backbone))
-    if ref_cfg is None:
-        return ours, copy.deepcopy(ours)
-    ref = build_detector(cfg, pts_backbone=ref_cfg)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        ours = build_detector(cfg, checkpoint)
+        ref_cfg = reference_backbone_cfg(dict(cfg.model.pts_backbone))
+        if ref_cfg is None:
+            return ours, copy.deepcopy(ours)
+        ref = build_detector(cfg, pts_backbone=ref_cfg)
     ref.load_state_dict(ours.state_dict(), strict=True)
     ref.eval()
     return ours, ref
