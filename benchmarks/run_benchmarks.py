@@ -36,8 +36,8 @@ README_COLUMNS = (('config', 'config'), ('arch', 'backbone'), ('params', 'params
                   ('flops', 'FLOPs (G)'), ('bb_ref', 'backbone fps, reference'),
                   ('bb_deploy', 'backbone fps, deploy'), ('bb_speedup', 'speed-up'),
                   ('net_ref', 'network fps, reference'), ('net_deploy', 'network fps, deploy'),
-                  ('net_speedup', 'speed-up'), ('det_ref', 'detector fps, reference'), ('det_deploy', 'detector fps, deploy'),
-                  ('det_speedup', 'speed-up'))
+                  ('net_speedup', 'speed-up'), ('det_ref', 'detector fps, reference'),
+                  ('det_deploy', 'detector fps, deploy'), ('det_speedup', 'speed-up'))
 
 
 def readme_row(result: dict) -> dict:
