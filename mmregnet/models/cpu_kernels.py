@@ -105,8 +105,12 @@ class Kernels:
             cached = self._packed[key] = (*version, packed)
         return cached[2]
 
-    def buffer(self, role: str, shape: Tuple[int, ...]) -> Optional[Tensor]:
-        """A zeroed channels-last buffer kept for ``(role, shape)``, or None if small."""
+    def buffer(self, role: str, shape: Tuple[int, ...], zero: bool = True) -> Optional[Tensor]:
+        """A channels-last buffer kept for ``(role, shape)``, or None if small.
+
+        Zeroed unless ``zero`` is False: a conv writes into a buffer by adding
+        its output to it, the only in-place form oneDNN's fused op has.
+        """
         if 4 * torch.Size(shape).numel() < self.min_buffer_bytes:
             return None
         buffers = self._local.__dict__.setdefault('buffers', {})
@@ -117,7 +121,7 @@ class Kernels:
             with torch.inference_mode(False):
                 buf = torch.empty(shape, memory_format=torch.channels_last)
             buffers[(role, shape)] = buf
-        return buf.zero_()
+        return buf.zero_() if zero else buf
 
     def conv(self, conv: nn.Conv2d, x: Tensor, role: str, relu: bool = True) -> Tensor:
         """``relu(conv(x))`` (or ``conv(x)``), into a kept buffer when large."""
@@ -143,7 +147,7 @@ class Kernels:
         """``x`` in channels-last format, and whether the result is ours to overwrite."""
         if x.is_contiguous(memory_format=torch.channels_last):
             return x, False
-        buf = self.buffer('input', tuple(x.shape))
+        buf = self.buffer('input', tuple(x.shape), zero=False)  # overwritten whole
         if buf is None:
             return x.contiguous(memory_format=torch.channels_last), True
         return buf.copy_(x), True
