@@ -70,6 +70,21 @@ def test_detector_race_covers_detector_network_and_backbone(tool, tmp_path, caps
     assert row['net_speedup'] == f"{result['network']['deploy']['speedup']:.2f}x"
 
 
+def test_error_check_turns_tf32_off_and_restores_the_flags():
+    from mmregnet.benchmark.runs import exact_float32
+    flags = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+        with pytest.raises(RuntimeError, match='inside'):
+            with exact_float32():
+                assert not torch.backends.cudnn.allow_tf32
+                assert not torch.backends.cuda.matmul.allow_tf32
+                raise RuntimeError('inside')
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+
+
 def test_detector_weights_are_seeded_and_leave_the_callers_random_state_alone():
     from mmregnet.benchmark.detector import detector_pair, load_config
     cfg = load_config(DEMO_NUS)

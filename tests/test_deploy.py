@@ -131,6 +131,22 @@ def test_switch_is_one_way_idempotent_and_keeps_the_input_check(build):
         _assert_close(net(x), torch.jit.load(buf)(x), 'TorchScript saved and loaded')
 
 
+def test_deployed_model_moved_back_to_nchw_runs_nchw_with_the_same_outputs(build):
+    # The GPU's fp16 grouped convs can be faster in NCHW: the README tells users
+    # to move the weights back, and the inputs must follow them.
+    x, expected, net = _pair(build, 'regnetx_400mf', with_stem=True)
+    net.to(memory_format=torch.contiguous_format)
+    assert net._weight_memory_format() == torch.contiguous_format
+    with torch.no_grad():
+        _assert_close(expected, net(x), 'NCHW weights, fused kernels')
+    with torch.enable_grad():  # the plain modules
+        outs = [o.detach() for o in net(x.contiguous(memory_format=torch.channels_last))]
+    _assert_close(expected, outs, 'NCHW weights, plain modules')
+    assert all(o.is_contiguous() for o in outs)
+    net.to(memory_format=torch.channels_last)
+    assert net._weight_memory_format() == torch.channels_last
+
+
 def test_group_norm_is_kept_and_outputs_unchanged():
     net = RegNet('regnetx_200mf', norm_cfg=dict(type='GN', num_groups=8)).eval()
     x = torch.randn(1, 3, 32, 32)
