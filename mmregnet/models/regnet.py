@@ -209,7 +209,8 @@ class RegNet(BaseModule):
         Returns:
             One ``(N, out_channels[k], H / out_strides[k], W / out_strides[k])``
             tensor per entry of ``out_indices`` (sizes rounded up); channels-last
-            once deployed, unless the weights were moved back to NCHW.
+            once deployed, except where the weights were moved back to NCHW
+            and the plain modules run (on CUDA, under autograd): then NCHW.
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'RegNet expects input of shape (N, {self.in_channels}, H, W) '
