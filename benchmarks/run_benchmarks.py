@@ -88,14 +88,17 @@ def main(argv=None) -> None:
         r = in_fresh_process(run_backbone, case, reps=args.reps, jit=True, compile=True,
                              train=True, threads=args.threads)
         results[key] = r
-        for part in ('inference', 'train'):
+        parts = (('inference', 'inference'),
+                 ('inference_compiled', 'inference, traced and compiled (a second race)'),
+                 ('train', 'train'))
+        for part, title in parts:
             stats = {k: v for k, v in r[part].items() if k != '(matmul)'}
             mm = r[part]['(matmul)']['macs_per_s'] / 1e9
             md.append(f'### {case.arch} {"x".join(map(str, case.input_shape))} '
-                      f'{"with" if case.with_stem else "without"} stem, {part} '
+                      f'{"with" if case.with_stem else "without"} stem, {title} '
                       f'(matmul rate {mm:.1f} GMAC/s)\n\n'
                       + markdown_table(stats_rows(stats), STATS_COLUMNS))
-        print(md[-2], md[-1], sep='\n', flush=True)
+        print(*md[-len(parts):], sep='\n', flush=True)
     if 'with_cp' not in args.skip:
         cp = run_with_cp_memory(BackboneCase('regnetx_1.6gf', (2, 64, 400, 400), with_stem=False),
                                 threads=args.threads)

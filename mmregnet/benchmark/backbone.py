@@ -148,29 +148,39 @@ def relative_error(expected: Sequence[torch.Tensor], actual: Sequence[torch.Tens
                .item() for e, a in zip(expected, actual))
 
 
-def inference_contenders(case: BackboneCase, device: str = 'cpu', jit: bool = False,
-                         compile: bool = False) -> Dict[str, nn.Module]:
+def inference_contenders(case: BackboneCase, device: str = 'cpu') -> Dict[str, nn.Module]:
     """The eval-mode models to race, all with the same weights.
 
     Args:
         case: The configuration.
         device: Where they run.
-        jit: Add ``deploy+jit``: the deploy model traced and frozen (oneDNN fusions).
-        compile: Add ``deploy+compile``: the deploy model under ``torch.compile``
-            with inductor's freezing (run it under ``torch.no_grad``).
 
     Returns:
         ``reference`` (mmdet's RegNet; for RegNetY our eval model), ``eval``
-        (ours, unchanged), ``deploy`` (ours after ``switch_to_deploy``) and
-        the optional ones.
+        (ours, unchanged) and ``deploy`` (ours after ``switch_to_deploy``).
     """
     ours = build_ours(case).eval()
     ref = build_reference(ours) or copy.deepcopy(ours)
     ref.eval()  # mmdet's ResNet.train() returns None: no chaining
-    models = dict(reference=ref.to(device), eval=ours.to(device))
-    deploy = copy.deepcopy(ours).switch_to_deploy()
-    models['deploy'] = deploy
-    example = torch.randn(case.input_shape, device=device)
+    return dict(reference=ref.to(device), eval=ours.to(device),
+                deploy=copy.deepcopy(ours).switch_to_deploy())
+
+
+def compiled_contenders(deploy: nn.Module, example: torch.Tensor, jit: bool = False,
+                        compile: bool = False) -> Dict[str, nn.Module]:
+    """The deployed model traced and frozen, or compiled, for a race of their own.
+
+    Args:
+        deploy: A backbone after ``switch_to_deploy``.
+        example: An input to trace with.
+        jit: Add ``deploy+jit``: traced and frozen (TorchScript's oneDNN fusions).
+        compile: Add ``deploy+compile``: ``torch.compile`` with inductor's
+            freezing (run it under ``torch.no_grad``).
+
+    Returns:
+        Name to model, only the ones asked for.
+    """
+    models = {}
     if jit:
         from ..models.deploy import trace
         with torch.no_grad():

@@ -110,7 +110,8 @@ def render(result: dict) -> str:
                 f"{result['with_cp_bytes'] / 2**20:.0f} MiB with_cp "
                 f"({100 * result['reduction']:.0f}% less)\n")
     parts = []
-    for key in ('inference', 'train', 'detector', 'network', 'backbone_only'):
+    for key in ('inference', 'inference_compiled', 'train', 'detector', 'network',
+                'backbone_only'):
         if key in result:
             stats = {k: v for k, v in result[key].items() if k != '(matmul)'}
             mm = result[key]['(matmul)']
