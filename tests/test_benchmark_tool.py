@@ -56,6 +56,30 @@ def test_backbone_race_writes_every_contender(tool, tmp_path, capsys):
     assert '### train' in printed
 
 
+def test_traced_model_is_built_only_after_the_main_race(monkeypatch):
+    # Running the frozen TorchScript model changes the reference's page faults,
+    # so it must not exist before the race whose figures the README quotes.
+    from mmregnet.benchmark import runs
+    from mmregnet.benchmark.backbone import BackboneCase
+    log = []
+    real_race, real_compiled = runs._race, runs.compiled_contenders
+
+    def race(fns, *args, **kwargs):
+        log.append(('race', tuple(sorted(fns))))
+        return real_race(fns, *args, **kwargs)
+
+    def compiled(*args, **kwargs):
+        log.append(('build', ()))
+        return real_compiled(*args, **kwargs)
+
+    monkeypatch.setattr(runs, '_race', race)
+    monkeypatch.setattr(runs, 'compiled_contenders', compiled)
+    runs.run_backbone(BackboneCase('regnetx_200mf', (1, 8, 32, 32), with_stem=False),
+                      reps=1, warmup=0, jit=True)
+    assert log == [('race', ('deploy', 'eval', 'reference')), ('build', ()),
+                   ('race', ('deploy', 'deploy+jit', 'reference'))]
+
+
 def test_detector_race_covers_detector_network_and_backbone(tool, tmp_path, capsys):
     out = tmp_path / 'det.json'
     tool.main(['detector', DEMO_NUS, '--num-points', '400', '--reps', '1', '--warmup', '0',
