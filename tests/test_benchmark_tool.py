@@ -3,9 +3,11 @@
 Small inputs and one timed round: these check that every contender runs, agrees
 with the reference, and lands in the JSON and the tables. They time nothing.
 """
+import contextlib
 import importlib.util
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -78,6 +80,32 @@ def test_traced_model_is_built_only_after_the_main_race(monkeypatch):
                       reps=1, warmup=0, jit=True)
     assert log == [('race', ('deploy', 'eval', 'reference')), ('build', ()),
                    ('race', ('deploy', 'deploy+jit', 'reference'))]
+
+
+def test_child_of_a_killed_benchmark_ends_too():
+    psutil = pytest.importorskip('psutil')
+    import subprocess
+    import sys
+    code = ('import time; from mmregnet.benchmark.isolate import in_fresh_process; '
+            'in_fresh_process(time.sleep, 120)')
+    parent = subprocess.Popen([sys.executable, '-c', code], cwd=ROOT)
+    children = []
+    try:
+        deadline = time.monotonic() + 120
+        while not children and time.monotonic() < deadline:
+            time.sleep(0.5)
+            children = [p for p in psutil.Process(parent.pid).children()
+                        if 'spawn_main' in ' '.join(p.cmdline())]
+        assert children, 'the child process never started'
+        parent.kill()
+        parent.wait()
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, 'the child outlived its killed parent'
+    finally:
+        parent.kill()
+        for p in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
 
 
 def test_detector_race_covers_detector_network_and_backbone(tool, tmp_path, capsys):
