@@ -2,8 +2,8 @@
 
 Equality with the eval model for every preset is in ``test_deploy.py``; here
 are the properties that kept buffers and packed weights could break: fresh
-outputs, untouched inputs, reloaded weights, copies, threads, inference mode
-and changing input sizes.
+outputs, untouched inputs, reloaded or replaced weights, copies, threads,
+inference mode, and changing input sizes (a plan per size, the last few kept).
 """
 import copy
 import io
@@ -143,3 +143,30 @@ def test_conv_output_shape_matches_the_conv():
     x = torch.randn(2, 4, 17, 10)
     assert cpu_kernels.conv_output_shape(conv, x.shape) == tuple(conv(x).shape)
 
+
+def test_replaced_parameters_are_repacked():
+    _, fast = _deployed(seed=0)
+    other_eval, other = _deployed(seed=1)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        fast(x)  # binds the first weights
+        for module, twin in zip(fast.modules(), other.modules()):
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight = torch.nn.Parameter(twin.weight.clone())
+                module.bias = torch.nn.Parameter(twin.bias.clone())
+        assert _close(other_eval(x), fast(x))
+
+
+def test_plans_are_kept_for_the_last_few_input_sizes():
+    net, fast = _deployed()
+    kernels = fast.cpu_kernels
+    sizes = [(1, 3, 32 + 8 * i, 32) for i in range(cpu_kernels.MAX_PLANS + 1)]
+    with torch.no_grad():
+        first = kernels.plan(fast, sizes[0])
+        assert kernels.plan(fast, sizes[0]) is first  # bound once per size
+        for size in sizes[1:]:
+            x = torch.randn(size)
+            assert _close(net(x), fast(x))
+        # MAX_PLANS newer sizes pushed the first out, with its buffers.
+        assert kernels.plan(fast, sizes[0]) is not first
+        assert kernels.plan(fast, sizes[-1]) is kernels.plan(fast, sizes[-1])
