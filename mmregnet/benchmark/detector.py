@@ -15,6 +15,7 @@ from mmengine.logging import MMLogger
 
 from ..arch import get_arch
 from ..models.deploy import fuse_conv_bn
+from ..models.voxel_encoder import DeployHardVFE, unsupported_reason
 
 
 def load_config(path: str) -> Config:
@@ -123,7 +124,13 @@ def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
 
 
 def switch_detector_to_deploy(model: nn.Module) -> nn.Module:
-    """Deploys a detector in place: backbone deployed, neck and head folded and channels-last.
+    """Deploys a detector in place for inference.
+
+    The backbone is deployed (``switch_to_deploy``); the neck's and head's
+    conv+BN pairs are folded and their weights moved to channels-last; a
+    plain ``HardVFE`` voxel encoder is replaced by
+    :class:`~mmregnet.models.voxel_encoder.DeployHardVFE`, which computes
+    only the real points of each pillar (other encoders are kept).
 
     Args:
         model: An mmdet3d detector with ``pts_backbone`` (mmregnet's RegNet).
@@ -133,6 +140,9 @@ def switch_detector_to_deploy(model: nn.Module) -> nn.Module:
     """
     model.eval()
     model.pts_backbone.switch_to_deploy()
+    encoder = getattr(model, 'pts_voxel_encoder', None)
+    if encoder is not None and not unsupported_reason(encoder):
+        model.pts_voxel_encoder = DeployHardVFE(encoder)
     for name in ('pts_neck', 'pts_bbox_head'):
         part = getattr(model, name, None)
         if part is not None:

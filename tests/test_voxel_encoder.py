@@ -1,0 +1,83 @@
+"""DeployHardVFE against mmdet3d's own HardVFE, the independent reference."""
+import os
+
+import pytest
+import torch
+from mmdet3d.models.voxel_encoders import HardVFE, PillarFeatureNet
+
+from mmregnet.models.voxel_encoder import DeployHardVFE, unsupported_reason
+
+NUS_400MF = os.path.join(os.path.dirname(__file__), '..', 'configs', 'regnet',
+                         'pointpillars_hv_regnet-400mf_fpn_sbn-all_8xb4-2x_nus-3d.py')
+RANGE = (-50, -50, -5, 50, 50, 3)
+
+
+def _random_norms(vfe, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    for layer in vfe.vfe_layers:
+        norm, c = layer.norm, layer.norm.num_features
+        norm.running_mean.copy_(torch.rand(c, generator=gen) * 2 - 1)
+        norm.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+        norm.weight.data.copy_(torch.rand(c, generator=gen) * 3 - 1.5)  # some negative
+        norm.bias.data.copy_(torch.rand(c, generator=gen) * 2 - 1)
+    return vfe.eval()
+
+
+def _pillars(n=300, m=16, dims=5, seed=0):
+    """Voxelizer-like input: 1 to m points per pillar, zero padding, some pillars full."""
+    gen = torch.Generator().manual_seed(seed)
+    num_points = torch.randint(1, m + 1, (n,), generator=gen)
+    num_points[:20], num_points[20:40] = m, 1
+    features = torch.randn(n, m, dims, generator=gen) * 10
+    features *= (torch.arange(m) < num_points.view(-1, 1)).unsqueeze(-1)
+    yx = torch.randint(0, 400, (n, 2), generator=gen)
+    coors = torch.cat([torch.zeros(n, 2, dtype=torch.long), yx], 1).int()
+    return features, num_points, coors
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(feat_channels=[64, 64], with_cluster_center=True, with_voxel_center=True),  # nuScenes
+    dict(feat_channels=[64], with_cluster_center=True, with_voxel_center=True),  # Lyft, demo
+    dict(feat_channels=[32, 32, 64], with_distance=True),
+    dict(feat_channels=[16]),
+])
+def test_equals_hard_vfe(kwargs):
+    vfe = _random_norms(HardVFE(5, voxel_size=(0.25, 0.25, 8), point_cloud_range=RANGE,
+                                **kwargs))
+    features, num_points, coors = _pillars()
+    with torch.no_grad():
+        expected = vfe(features, num_points, coors)
+        actual = DeployHardVFE(vfe)(features, num_points, coors)
+    assert actual.shape == expected.shape
+    assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
+
+
+def test_unsupported_encoders_are_named_and_refused():
+    pfn = PillarFeatureNet(4, [64])
+    assert 'PillarFeatureNet, not a HardVFE' in unsupported_reason(pfn)
+    with pytest.raises(ValueError, match='PillarFeatureNet, not a HardVFE'):
+        DeployHardVFE(pfn)
+    gn = HardVFE(4, [64], norm_cfg=dict(type='GN', num_groups=8))
+    assert 'GroupNorm, not a BatchNorm' in unsupported_reason(gn)
+    assert unsupported_reason(HardVFE(4, [64, 64])) == ''
+
+
+def test_deployed_detector_encodes_its_voxelized_points_as_before():
+    from mmregnet.benchmark.detector import (detector_inputs, detector_pair, load_config,
+                                             random_points, switch_detector_to_deploy)
+    cfg = load_config(NUS_400MF)
+    ours, ref = detector_pair(cfg)
+    _random_norms(ref.pts_voxel_encoder)
+    ours.load_state_dict(ref.state_dict())
+    points = random_points(cfg, 4000)
+    data = detector_inputs([points, points[:1500]])  # a batch of two clouds
+    with torch.no_grad():
+        voxels = ref.data_preprocessor(data, False)['inputs']['voxels']
+        args = voxels['voxels'], voxels['num_points'], voxels['coors']
+        expected = ref.pts_voxel_encoder(*args)
+        switch_detector_to_deploy(ours)
+        assert isinstance(ours.pts_voxel_encoder, DeployHardVFE)
+        actual = ours.pts_voxel_encoder(*args)
+        assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
+        boxes = ours.test_step(data)
+    assert len(boxes) == 2 and len(boxes[0].pred_instances_3d.scores_3d) > 0
