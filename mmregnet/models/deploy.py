@@ -37,8 +37,13 @@ from .blocks import Bottleneck
 Conv = (nn.Conv2d, nn.ConvTranspose2d)
 
 
-def _bn_scale_shift(norm: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
-    """The eval-mode BatchNorm as ``y = x * scale + shift`` per channel."""
+def bn_scale_shift(norm: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The eval-mode BatchNorm as ``y = x * scale + shift`` per channel, in float64.
+
+    Raises:
+        TypeError: If ``norm`` is not a BatchNorm.
+        ValueError: If it has no running statistics.
+    """
     if not isinstance(norm, _BatchNorm):
         raise TypeError(f'only a BatchNorm folds into a conv, got {type(norm).__name__}')
     if norm.running_mean is None or norm.running_var is None:
@@ -75,7 +80,7 @@ def fold_bn(conv: nn.Module, norm: _BatchNorm) -> nn.Module:
     if not isinstance(conv, Conv):
         raise TypeError(f'fold_bn expects an nn.Conv2d or nn.ConvTranspose2d, '
                         f'got {type(conv).__name__}')
-    scale, shift = _bn_scale_shift(norm)
+    scale, shift = bn_scale_shift(norm)
     if scale.numel() != conv.out_channels:
         raise ValueError(f'the norm has {scale.numel()} channels but the conv has '
                          f'{conv.out_channels} output channels')

@@ -20,20 +20,16 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .deploy import bn_scale_shift
+
 
 def _folded(linear: nn.Linear, norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
     """``(weight, bias)`` of ``norm(linear(x))`` for a norm in eval mode (float64 fold)."""
-    scale = torch.rsqrt(norm.running_var.double() + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight.double()
-    shift = -norm.running_mean.double() * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.double()
-    weight = linear.weight.double() * scale[:, None]
+    scale, shift = bn_scale_shift(norm)
     if linear.bias is not None:
         shift = shift + linear.bias.double() * scale
     dtype = linear.weight.dtype
-    return weight.to(dtype), shift.to(dtype)
+    return (linear.weight.double() * scale[:, None]).to(dtype), shift.to(dtype)
 
 
 def unsupported_reason(vfe: nn.Module) -> str:
