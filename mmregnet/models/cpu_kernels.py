@@ -18,10 +18,9 @@ Everything a call needs (each conv's packed weight, its arguments, its output
 buffer) is bound once per input shape in a :class:`Plan`, so a call runs the
 oneDNN ops with little Python between them: on regnetx_400mf that saved
 1.7 ms per forward, a fifth of a 2x3x64x64 batch (less than the noise on
-8x3x224x224). Plans are per
-thread (they hold the buffers), the last :data:`MAX_PLANS` input shapes of
-each; one is rebuilt when a weight changes (``load_state_dict``, a new
-parameter).
+8x3x224x224). Plans are per thread (they hold the buffers), the last
+:data:`MAX_PLANS` input shapes of each; one is rebuilt when a weight changes
+(``load_state_dict``, a new parameter).
 
 The kernels run only where they apply (:func:`applies`): a float32 CPU
 input, no autograd, not under tracing, scripting, ``torch.compile`` or ONNX

@@ -138,8 +138,7 @@ class DeployHardVFE(nn.Module):
             pooled = rows.new_zeros(n, rows.shape[1]).scatter_reduce_(
                 0, voxel.view(-1, 1).expand_as(rows), rows, 'amax', include_self=True)
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
-            if i == last:
-                return pooled
-            rows = torch.cat([rows, pooled[voxel]], dim=1)
-            padding = torch.cat([padding, pooled], dim=1)
-        raise AssertionError('a HardVFE has at least one layer')
+            if i < last:  # the next layer also sees each pillar's max
+                rows = torch.cat([rows, pooled[voxel]], dim=1)
+                padding = torch.cat([padding, pooled], dim=1)
+        return pooled
