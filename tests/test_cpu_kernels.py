@@ -4,6 +4,8 @@ Equality with the eval model for every preset is in ``test_deploy.py``; here
 are the properties that kept buffers and packed weights could break: fresh
 outputs, untouched inputs, reloaded or replaced weights, copies, threads,
 inference mode, and changing input sizes (a plan per size, the last few kept).
+Each runs on both backends: oneDNN's primitives called directly, and
+PyTorch's fused op.
 """
 import copy
 import io
@@ -23,12 +25,18 @@ pytestmark = pytest.mark.skipif(not cpu_kernels.available(),
                                 reason='this PyTorch has no oneDNN fused convolutions')
 
 
-def _deployed(arch='regnety_200mf', seed=0, **kwargs):
+@pytest.fixture(params=['onednn', 'torch_op'])
+def use_onednn(request):
+    return request.param == 'onednn'
+
+
+def _deployed(use_onednn, arch='regnety_200mf', seed=0, **kwargs):
     """(eval model, its deployed copy with buffers for every activation)."""
     torch.manual_seed(seed)
     net = randomize_norms(RegNet(arch, zero_init_residual=False, **kwargs), seed).eval()
     fast = copy.deepcopy(net).switch_to_deploy()
-    fast.cpu_kernels = Kernels(min_buffer_bytes=0)
+    fast.cpu_kernels = Kernels(min_buffer_bytes=0, use_onednn=use_onednn)
+    assert (fast.cpu_kernels.onednn is not None) == use_onednn
     return net, fast
 
 
@@ -47,16 +55,16 @@ def test_applies_only_to_plain_float32_cpu_inference():
     assert not cpu_kernels.applies(x)  # autograd on
 
 
-def test_tracing_records_the_plain_modules():
-    _, fast = _deployed()
+def test_tracing_records_the_plain_modules(use_onednn):
+    _, fast = _deployed(use_onednn)
     x = torch.randn(1, 3, 32, 32)
     graph = str(trace(fast, x).inlined_graph)
     assert 'mkldnn::' not in graph and 'aten::_convolution' in graph
 
 
-def test_identity_shortcut_never_writes_into_the_callers_input():
+def test_identity_shortcut_never_writes_into_the_callers_input(use_onednn):
     # in_channels equal to the first width and stride 1: block 0 adds its input.
-    net, fast = _deployed('regnetx_400mf', with_stem=False, in_channels=32,
+    net, fast = _deployed(use_onednn, 'regnetx_400mf', with_stem=False, in_channels=32,
                           strides=(1, 2, 2, 2), out_indices=(0, 1, 2, 3))
     assert fast.layer1[0].downsample is None
     x = torch.randn(1, 32, 16, 16).contiguous(memory_format=torch.channels_last)
@@ -84,9 +92,9 @@ def _replace_parameters(fast, other):
 
 
 @pytest.mark.parametrize('change', [_reload, _replace_parameters])
-def test_changed_weights_are_repacked(change):
-    _, fast = _deployed(seed=0)
-    other_eval, other = _deployed(seed=1)
+def test_changed_weights_are_repacked(change, use_onednn):
+    _, fast = _deployed(use_onednn, seed=0)
+    other_eval, other = _deployed(use_onednn, seed=1)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         fast(x)  # packs and binds the first weights
@@ -94,8 +102,8 @@ def test_changed_weights_are_repacked(change):
         assert _close(other_eval(x), fast(x))
 
 
-def test_copies_and_pickles_rebuild_their_own_state():
-    net, fast = _deployed()
+def test_copies_and_pickles_rebuild_their_own_state(use_onednn):
+    net, fast = _deployed(use_onednn)
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         expected = net(x)
@@ -108,11 +116,12 @@ def test_copies_and_pickles_rebuild_their_own_state():
         for c in copies:
             assert c.cpu_kernels is not fast.cpu_kernels
             assert c.cpu_kernels.min_buffer_bytes == 0
+            assert c.cpu_kernels.use_onednn == use_onednn
             assert _close(expected, c(x))
 
 
-def test_threads_do_not_share_buffers():
-    net, fast = _deployed()
+def test_threads_do_not_share_buffers(use_onednn):
+    net, fast = _deployed(use_onednn)
     inputs = [torch.randn(1, 3, 48, 48, generator=torch.Generator().manual_seed(i))
               for i in range(2)]
     with torch.no_grad():
@@ -132,8 +141,8 @@ def test_threads_do_not_share_buffers():
     assert not failures
 
 
-def test_inference_mode_then_no_grad_and_changing_sizes():
-    net, fast = _deployed()
+def test_inference_mode_then_no_grad_and_changing_sizes(use_onednn):
+    net, fast = _deployed(use_onednn)
     small, big = torch.randn(1, 3, 32, 32), torch.randn(2, 3, 48, 40)
     with torch.no_grad():
         expected = {id(small): net(small), id(big): net(big)}
@@ -156,8 +165,8 @@ def test_conv_output_shape_matches_the_conv():
     assert cpu_kernels.conv_output_shape(conv, x.shape) == tuple(conv(x).shape)
 
 
-def test_plans_are_kept_for_the_last_few_input_sizes():
-    net, fast = _deployed()
+def test_plans_are_kept_for_the_last_few_input_sizes(use_onednn):
+    net, fast = _deployed(use_onednn)
     kernels = fast.cpu_kernels
     sizes = [(1, 3, 32 + 8 * i, 32) for i in range(cpu_kernels.MAX_PLANS + 1)]
     with torch.no_grad():

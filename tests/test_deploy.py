@@ -54,20 +54,23 @@ def test_deploy_equals_eval_without_batchnorm(name, with_stem, build):
     assert all(m.bias is not None for m in convs)
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
     assert net.cpu_kernels is not None
-    # The fused kernels, with kept buffers for every activation (the default
-    # keeps only large ones, which these small inputs never make)...
-    net.cpu_kernels = Kernels(min_buffer_bytes=0)
-    x_copy = x.clone()
-    with torch.no_grad():
-        outs = net(x)
-        _assert_close(expected, outs, 'deploy (fused kernels)')
-        assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
-        kept = [o.clone() for o in outs]
-        # ...a second call, channels-last input, leaves the first outputs and the input alone...
-        x_cl = x.contiguous(memory_format=torch.channels_last)
-        _assert_close(expected, net(x_cl), 'cl in')
-        assert all(torch.equal(k, o) for k, o in zip(kept, outs))
-        assert torch.equal(x, x_copy) and torch.equal(x_cl, x_copy)
+    # The fused kernels, on oneDNN's primitives and on PyTorch's op, with kept
+    # buffers for every activation (PyTorch's op keeps only large ones by
+    # default, which these small inputs never make)...
+    for use_onednn in (True, False):
+        net.cpu_kernels = Kernels(min_buffer_bytes=0, use_onednn=use_onednn)
+        assert (net.cpu_kernels.onednn is not None) == use_onednn
+        x_copy = x.clone()
+        with torch.no_grad():
+            outs = net(x)
+            _assert_close(expected, outs, f'deploy (fused kernels, onednn={use_onednn})')
+            assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
+            kept = [o.clone() for o in outs]
+            # ...a second call, channels-last input, leaves the first outputs and the input alone...
+            x_cl = x.contiguous(memory_format=torch.channels_last)
+            _assert_close(expected, net(x_cl), 'cl in')
+            assert all(torch.equal(k, o) for k, o in zip(kept, outs))
+            assert torch.equal(x, x_copy) and torch.equal(x_cl, x_copy)
     # ...and the plain modules, which autograd (like tracing and compiling) gets.
     with torch.enable_grad():
         _assert_close(expected, [o.detach() for o in net(x)], 'deploy (plain modules)')

@@ -4,41 +4,54 @@ Once its BatchNorms are folded (:func:`~mmregnet.models.deploy.switch_to_deploy`
 every conv of a RegNet is followed by a ReLU, by nothing (the projection
 shortcut) or by the residual add and a ReLU. oneDNN runs each as a single
 primitive with the ReLU or the add as a post-op, on weights reordered once
-into the blocked layout the primitive wants. These are the calls PyTorch's
-inductor itself emits for a frozen model (``torch.ops.mkldnn._convolution_pointwise``),
-made here without a compiler.
+into the blocked layout the primitive wants.
 
-On top of that, large activations are written into buffers kept from one
-call to the next, and each stage's running output is updated in place. A
-fresh tensor of tens of MB costs a page fault per 4 KiB on first touch; on a
-2-core machine that was a tenth of the forward. Returned feature maps are
-always fresh tensors.
+Two backends make those calls:
 
-Everything a call needs (each conv's packed weight, its arguments, its output
-buffer) is bound once per input shape in a :class:`Plan`, so a call runs the
-oneDNN ops with little Python between them: on regnetx_400mf that saved
-1.7 ms per forward, a fifth of a 2x3x64x64 batch (less than the noise on
-8x3x224x224). Plans are per thread (they hold the buffers), the last
+- **oneDNN's primitives, called directly** (:mod:`~mmregnet.models.onednn`,
+  the default where the pinned ``onednn-cpu-gomp`` wheel is installed): a
+  primitive per conv and input shape, about 4 µs of overhead per call, and
+  every activation written straight into a buffer kept from one call to the
+  next. On regnetx_400mf it was 1.09x faster than PyTorch's op on
+  8x3x224x224 and 1x64x400x400, and 2.1x on 2x3x64x64.
+- **PyTorch's fused op** (``torch.ops.mkldnn._convolution_pointwise``, the
+  calls inductor emits for a frozen model), elsewhere. It costs about 40 µs
+  per call and writes into a given tensor only by adding to it, so only
+  activations of :data:`MIN_BUFFER_BYTES` or more are kept (zeroed before
+  each call); smaller ones are allocated per call.
+
+Kept buffers matter: a fresh tensor of tens of MB costs a page fault per
+4 KiB on first touch, a tenth of the forward on a 2-core machine. Each
+stage's running output is updated in place; returned feature maps are always
+fresh tensors.
+
+Everything a call needs (each conv's packed weight or primitive, its
+arguments, its output buffer) is bound once per input shape in a
+:class:`Plan`, so a call runs the oneDNN ops with little Python between
+them. Plans are per thread (they hold the buffers), the last
 :data:`MAX_PLANS` input shapes of each; one is rebuilt when a weight changes
 (``load_state_dict``, a new parameter).
 
 The kernels run only where they apply (:func:`applies`): a float32 CPU
 input, no autograd, not under tracing, scripting, ``torch.compile`` or ONNX
 export, and a PyTorch built with oneDNN. Elsewhere the deployed model runs
-its plain modules; both agree within float rounding (tested for every preset).
+its plain modules; all agree within float rounding (tested for every preset).
 """
 import collections
 import threading
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+import weakref
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from .blocks import Bottleneck, SqueezeExcite
+from .onednn import OneDnnCall, library
+from .pytorch_op import TorchOpCall
 
-# Below this size a freed tensor is reused by the C allocator's heap, so a kept
-# buffer would only add the cost of zeroing it (chosen by benchmarks/run_benchmarks.py).
+# On PyTorch's op, below this size a freed tensor is mostly reused by the C
+# allocator's heap, so a kept buffer would only add the cost of zeroing it.
 MIN_BUFFER_BYTES = 8 << 20
 # Input shapes whose plans (and their buffers) a thread keeps: a detector fed
 # images of many sizes would otherwise keep buffers for every size it saw.
@@ -74,42 +87,8 @@ def conv_output_shape(conv: nn.Conv2d, shape: Sequence[int]) -> Tuple[int, int, 
     return (shape[0], conv.out_channels, sizes[0], sizes[1])
 
 
-class ConvCall:
-    """One folded conv bound to an input shape: packed weight, arguments, output buffer.
-
-    Args:
-        conv: The conv (its norm folded into its weight and bias).
-        weight: ``conv``'s weight in oneDNN's blocked layout.
-        relu: Whether a ReLU follows (a projection shortcut has none).
-        out: A channels-last buffer of the output's shape to write into, or
-            None for a fresh output per call.
-    """
-    __slots__ = ('weight', 'bias', 'args', 'relu', 'out', '_plain', '_binary', '_into')
-
-    def __init__(self, conv: nn.Conv2d, weight: Tensor, relu: bool,
-                 out: Optional[Tensor]) -> None:
-        self.weight, self.bias, self.relu, self.out = weight, conv.bias, relu, out
-        self.args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
-        self._plain = torch.ops.mkldnn._convolution_pointwise.default
-        self._binary = torch.ops.mkldnn._convolution_pointwise.binary
-        self._into = torch.ops.mkldnn._convolution_pointwise_.binary
-
-    def __call__(self, x: Tensor) -> Tensor:
-        """``relu(conv(x))`` (or ``conv(x)``), into the kept buffer if there is one."""
-        if self.out is None:
-            return self._plain(x, self.weight, self.bias, *self.args,
-                               'relu' if self.relu else 'none', [], '')
-        # Adding into a zeroed buffer is the only in-place form oneDNN's fused op has.
-        return self._into(self.out.zero_(), x, self.weight, self.bias, *self.args, 'add', 1.0,
-                          'relu' if self.relu else None, [], '')
-
-    def add_relu(self, x: Tensor, shortcut: Tensor, in_place: bool) -> Tensor:
-        """``relu(conv(x) + shortcut)``, written into ``shortcut`` if ``in_place``."""
-        if in_place:
-            return self._into(shortcut, x, self.weight, self.bias, *self.args, 'add', 1.0,
-                              'relu', [], '')
-        return self._binary(x, shortcut, self.weight, self.bias, *self.args, 'add', 1.0,
-                            'relu', [], '')
+# A conv bound to an input shape, on either backend (the same calls).
+ConvCall = Union[OneDnnCall, TorchOpCall]
 
 
 class BlockCalls(NamedTuple):
@@ -141,6 +120,10 @@ class Plan:
     def __init__(self, net: nn.Module, kernels: 'Kernels', shape: Tuple[int, ...]) -> None:
         self.convs: List[nn.Conv2d] = []
         self._kernels, self._shape = kernels, shape
+        self._stream = None
+        if kernels.onednn is not None:
+            self._stream = kernels.onednn.stream()
+            weakref.finalize(self, kernels.onednn.destroy, 'stream', self._stream)
         self._buffers: Dict[Tuple[str, Tuple[int, ...]], Optional[Tensor]] = {}
         self.stem: Optional[ConvCall] = None
         if net.with_stem:
@@ -159,8 +142,12 @@ class Plan:
         """``conv`` bound to input ``shape``, and its output's shape."""
         self.convs.append(conv)
         out_shape = conv_output_shape(conv, shape)
-        out = self._buffer(role, out_shape) if kept else None
-        return ConvCall(conv, self._kernels.weight(conv, shape), relu, out), out_shape
+        lib = self._kernels.onednn
+        # oneDNN's own primitives overwrite their output, so any buffer is worth keeping.
+        out = self._buffer(role, out_shape, overwritten=lib is not None) if kept else None
+        if lib is not None:
+            return OneDnnCall(lib, conv, shape, out_shape, relu, out, self._stream), out_shape
+        return TorchOpCall(conv, self._kernels.weight(conv, shape), relu, out), out_shape
 
     def _bind_block(self, block: Bottleneck, shape: Tuple[int, ...],
                     keep: bool) -> Tuple[BlockCalls, Tuple[int, ...]]:
@@ -173,11 +160,12 @@ class Plan:
         conv3, out = self._bind(block.conv3, mid, 'conv3', kept=False)
         return BlockCalls(conv1, conv2, shortcut, conv3, block.se, keep), out
 
-    def _buffer(self, role: str, shape: Tuple[int, ...]) -> Optional[Tensor]:
+    def _buffer(self, role: str, shape: Tuple[int, ...],
+                overwritten: bool = False) -> Optional[Tensor]:
         """The kept buffer for ``(role, shape)``, made on first use: a stage's blocks share it."""
         key = (role, shape)
         if key not in self._buffers:
-            self._buffers[key] = self._kernels.new_buffer(shape)
+            self._buffers[key] = self._kernels.new_buffer(shape, overwritten)
         return self._buffers[key]
 
     def run(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -185,8 +173,7 @@ class Plan:
         if x.is_contiguous(memory_format=torch.channels_last):
             owned = False  # the caller's tensor: never written into
         else:
-            buf = self._buffer('input', self._shape)  # overwritten whole: not zeroed
-            x = buf.copy_(x) if buf is not None else x.contiguous(memory_format=torch.channels_last)
+            x = self._buffer('input', self._shape, overwritten=True).copy_(x)
             owned = True
         if self.stem is not None:
             x, owned = self.stem(x), True
@@ -211,20 +198,25 @@ class Kernels:
     its first call.
 
     Args:
-        min_buffer_bytes: Activations at least this large are written into
-            kept buffers; smaller ones are allocated per call.
+        min_buffer_bytes: On PyTorch's op, activations at least this large are
+            written into kept buffers; smaller ones are allocated per call.
+            oneDNN's own primitives keep them all.
+        use_onednn: Whether to call oneDNN's primitives directly where the
+            library is installed (:mod:`~mmregnet.models.onednn`), rather than
+            through PyTorch's op.
     """
 
-    def __init__(self, min_buffer_bytes: int = MIN_BUFFER_BYTES) -> None:
-        self.min_buffer_bytes = min_buffer_bytes
+    def __init__(self, min_buffer_bytes: int = MIN_BUFFER_BYTES, use_onednn: bool = True) -> None:
+        self.min_buffer_bytes, self.use_onednn = min_buffer_bytes, use_onednn
+        self.onednn = library() if use_onednn else None
         self._packed: Dict[int, Tuple[int, int, Tensor]] = {}
         self._local = threading.local()
 
     def __deepcopy__(self, memo: Dict) -> 'Kernels':
-        return Kernels(self.min_buffer_bytes)
+        return Kernels(**self.__getstate__())
 
     def __getstate__(self) -> Dict:
-        return dict(min_buffer_bytes=self.min_buffer_bytes)
+        return dict(min_buffer_bytes=self.min_buffer_bytes, use_onednn=self.use_onednn)
 
     def __setstate__(self, state: Dict) -> None:
         self.__init__(**state)
@@ -245,9 +237,16 @@ class Kernels:
             cached = self._packed[key] = (*version, packed)
         return cached[2]
 
-    def new_buffer(self, shape: Sequence[int]) -> Optional[Tensor]:
-        """A channels-last tensor of ``shape`` to keep, or None if it is small."""
-        if 4 * torch.Size(shape).numel() < self.min_buffer_bytes:
+    def new_buffer(self, shape: Sequence[int], overwritten: bool = False) -> Optional[Tensor]:
+        """A channels-last tensor of ``shape`` to keep, or None if it is small.
+
+        A conv's buffer must be zeroed before each call (oneDNN's in-place op
+        adds into it), so only large ones pay. One that each call overwrites
+        whole (the input's channels-last copy) is kept at any size: a fresh
+        4.8 MB copy of an 8x3x224x224 input cost 1.8 ms in page faults
+        against 0.55 ms for copying into a kept one.
+        """
+        if not overwritten and 4 * torch.Size(shape).numel() < self.min_buffer_bytes:
             return None
         # A normal tensor even under inference_mode, so that later calls
         # outside it may still write into it.
