@@ -7,6 +7,8 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
+from ..models import onednn
+
 
 def machine_info() -> Dict[str, Any]:
     """The machine the figures were measured on: CPU model, cores, threads, versions, GPU."""
@@ -17,9 +19,12 @@ def machine_info() -> Dict[str, Any]:
                         if line.startswith('model name')), cpu)
     except OSError:
         pass
+    lib = onednn.library()
     info = dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
-                mkldnn=torch.backends.mkldnn.is_available())
+                mkldnn=torch.backends.mkldnn.is_available(),
+                # the deployed model's CPU backend: oneDNN called directly, or PyTorch's op
+                onednn=lib.path if lib is not None else None)
     if torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name()
     return info
