@@ -12,7 +12,7 @@ Two backends make those calls:
   the default where the pinned ``onednn-cpu-gomp`` wheel is installed): a
   primitive per conv and input shape, about 4 µs of overhead per call, and
   every activation written straight into a buffer kept from one call to the
-  next. On regnetx_400mf it was 1.09x faster than PyTorch's op on
+  next. On regnetx_400mf it was 1.09x-1.24x faster than PyTorch's op on
   8x3x224x224 and 1x64x400x400, and 2.1x on 2x3x64x64.
 - **PyTorch's fused op** (``torch.ops.mkldnn._convolution_pointwise``, the
   calls inductor emits for a frozen model), elsewhere. It costs about 40 µs
