@@ -24,7 +24,7 @@ import os
 import sys
 import warnings
 import weakref
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -120,8 +120,7 @@ class Library:
 
     def stream(self) -> _Handle:
         """A new in-order stream (a plan's own: streams are not shared between threads)."""
-        stream = self._create('dnnl_stream_create', self.engine, _STREAM_IN_ORDER)
-        return stream
+        return self._create('dnnl_stream_create', self.engine, _STREAM_IN_ORDER)
 
     def destroy(self, kind: str, handle: _Handle) -> None:
         """Frees a handle made by ``dnnl_<kind>_create``."""
@@ -140,7 +139,7 @@ def library() -> Optional[Library]:
         if path and (os.path.isfile(path) or not os.path.isabs(path)):
             try:
                 return Library(path)
-            except OSError as error:
+            except (OSError, AttributeError) as error:  # not loadable, not oneDNN 3.x
                 warnings.warn(f'mmregnet: not using oneDNN directly: {error}')
     return None
 
@@ -151,9 +150,19 @@ def channels_last_strides(shape: Sequence[int]) -> Tuple[int, int, int, int]:
     return (h * w * c, 1, w * c, c)
 
 
-def _release(lib: Library, handles: List[Tuple[str, _Handle]]) -> None:
+class _Handles(list):
+    """oneDNN handles to free together, newest first."""
+
+    def add(self, kind: str, handle: _Handle) -> _Handle:
+        """Records ``handle``, made by ``dnnl_<kind>_create``, and returns it."""
+        self.append((kind, handle))
+        return handle
+
+
+def _release(lib: Library, handles: _Handles) -> None:
     for kind, handle in reversed(handles):
         lib.destroy(kind, handle)
+    handles.clear()
 
 
 class ConvPrimitive:
@@ -176,13 +185,9 @@ class ConvPrimitive:
         if post not in POSTS:
             raise ValueError(f'post must be one of {POSTS}, got {post!r}')
         self.lib, self.post = lib, post
-        handles: List[Tuple[str, _Handle]] = []
+        handles = _Handles()
         self._finalizer = weakref.finalize(self, _release, lib, handles)
-
-        def keep(kind: str, handle: _Handle) -> _Handle:
-            handles.append((kind, handle))
-            return handle
-
+        keep = handles.add
         out_md = keep('memory_desc', lib.memory_desc(out_shape, channels_last_strides(out_shape)))
         in_md = keep('memory_desc', lib.memory_desc(in_shape, channels_last_strides(in_shape)))
         weight = conv.weight.detach().contiguous()
@@ -219,7 +224,7 @@ class ConvPrimitive:
 
         w_md = _Handle(lib.dll.dnnl_primitive_desc_query_md(desc, _QUERY_WEIGHTS_MD, 0))
         self.weight = torch.empty(lib.dll.dnnl_memory_desc_get_size(w_md), dtype=torch.uint8)
-        self._reorder(weight, w_plain_md, w_md, keep)
+        self._reorder(weight, w_plain_md, w_md)
         self.bias = bias  # the memory object below points into it
         pad_md = _Handle(lib.dll.dnnl_primitive_desc_query_md(desc, _QUERY_SCRATCHPAD_MD, 0))
         self.scratchpad = torch.empty(max(1, lib.dll.dnnl_memory_desc_get_size(pad_md)),
@@ -238,21 +243,22 @@ class ConvPrimitive:
         self._args = (_ExecArg * len(args))(*(_ExecArg(a, m) for a, m in args))
         self._nargs = len(args)
 
-    def _reorder(self, weight: Tensor, plain_md: _Handle, packed_md: _Handle, keep) -> None:
+    def _reorder(self, weight: Tensor, plain_md: _Handle, packed_md: _Handle) -> None:
         """Packs ``weight`` into ``self.weight`` in the primitive's layout."""
-        lib = self.lib
-        desc = keep('primitive_desc', lib._create('dnnl_reorder_primitive_desc_create', plain_md,
-                                                  lib.engine, packed_md, lib.engine, None))
-        reorder = keep('primitive', lib._create('dnnl_primitive_create', desc))
-        src = keep('memory', lib.memory(plain_md, weight))
-        dst = keep('memory', lib.memory(packed_md, self.weight))
-        stream = lib.stream()
+        lib, handles = self.lib, _Handles()
         try:
-            args = (_ExecArg * 2)(_ExecArg(_ARG_SRC, src), _ExecArg(_ARG_DST, dst))
+            desc = handles.add('primitive_desc', lib._create(
+                'dnnl_reorder_primitive_desc_create', plain_md, lib.engine, packed_md,
+                lib.engine, None))
+            reorder = handles.add('primitive', lib._create('dnnl_primitive_create', desc))
+            args = (_ExecArg * 2)(
+                _ExecArg(_ARG_SRC, handles.add('memory', lib.memory(plain_md, weight))),
+                _ExecArg(_ARG_DST, handles.add('memory', lib.memory(packed_md, self.weight))))
+            stream = handles.add('stream', lib.stream())
             lib.check(lib.dll.dnnl_primitive_execute(reorder, stream, 2, args), 'weight reorder')
             lib.check(lib.dll.dnnl_stream_wait(stream), 'dnnl_stream_wait')
         finally:
-            lib.destroy('stream', stream)
+            _release(lib, handles)
 
     def __call__(self, stream: _Handle, x: Tensor, out: Tensor,
                  other: Optional[Tensor] = None) -> Tensor:
