@@ -269,7 +269,7 @@ class ConvPrimitive:
         if self._other is not None:
             dll.dnnl_memory_set_data_handle(self._other, other.data_ptr())
         status = dll.dnnl_primitive_execute(self.primitive, stream, self._nargs, self._args)
-        if status != 0:
+        if status != 0:  # tested first: the message is not built on every call
             self.lib.check(status, f'executing {self.implementation}')
         return out
 
