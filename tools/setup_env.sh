@@ -9,12 +9,16 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 PY=$VENV/bin/python
 STAMP=$VENV/.mmregnet-stamp
-PIN_FILES="requirements.txt constraints.txt tests/requirements.txt setup.py tools/setup_env.sh"
+PIN_FILES="requirements.txt constraints.txt tests/requirements.txt pyproject.toml tools/setup_env.sh tools/setup/patch_mmcv_cxx20.py"
+TORCH_VERSION=${TORCH_VERSION:-2.14.1}
+TORCHVISION_VERSION=${TORCHVISION_VERSION:-0.29.1}
 want=$(cat $PIN_FILES | sha256sum | cut -c1-16)
 
 stack_imports() {
     "$PY" - <<'PYEOF' 2>/dev/null
-import mmcv, mmcv.ops, mmdet, mmdet3d, mmengine, mmregnet, pycls, pytest
+import torchvision.ops  # a torch/torchvision mismatch fails here
+import mmcv, mmcv.ops, mmdet, mmdet3d, mmengine, mmpretrain, mmregnet, pycls, pytest, timm
+import onnxruntime
 assert mmcv.__version__ == '2.1.0', mmcv.__version__
 PYEOF
 }
@@ -31,10 +35,13 @@ fi
 pip_install() { "$PY" -m pip install --disable-pip-version-check -c constraints.txt "$@"; }
 
 pip_install -q "setuptools>=77.0.3,<82" wheel ninja
-# Keep a torch the user already put in the venv (a CUDA build, say) if it is a 2.x.
-if ! "$PY" -c "import torch; assert int(torch.__version__.split('.')[0]) >= 2" 2>/dev/null; then
-    echo "[setup] installing torch==${TORCH_VERSION:-2.13.0}"
-    pip_install "torch==${TORCH_VERSION:-2.13.0}"
+# Keep a torch + torchvision pair the user already put in the venv (a CUDA build of
+# theirs, say) if both import together; otherwise install the tested pair. torch 2.14.1
+# and torchvision 0.29.1 are the registry's builds that import together and run on a
+# CPU as well as a GPU (the CPU-only torch 2.13.0 has no torchvision to pair with).
+if ! "$PY" -c "import torch, torchvision.ops; assert int(torch.__version__.split('.')[0]) >= 2" 2>/dev/null; then
+    echo "[setup] installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
+    pip_install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
 
 if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev/null; then
@@ -46,9 +53,16 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev
         echo "[setup] building mmcv 2.1.0 with ops for $key (about 11 minutes on 2 cores, once per machine)"
         tmp=$(mktemp -d "$cache/build.XXXXXX")
         # Without --no-build-isolation pip builds against a fresh torch-less env and silently drops the ops.
+        "$PY" -m pip download --disable-pip-version-check --no-deps --no-binary :all: \
+            --no-build-isolation mmcv==2.1.0 -d "$tmp"
+        tar -xzf "$tmp"/mmcv-2.1.0.tar.gz -C "$tmp"
+        # torch >= 2.14's headers need C++20; mmcv 2.1.0 asks for C++17 (a two-line patch).
+        if "$PY" -c "import sys, torch; sys.exit(tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])) < (2, 14))"; then
+            "$PY" tools/setup/patch_mmcv_cxx20.py "$tmp/mmcv-2.1.0"
+        fi
         MMCV_WITH_OPS=1 FORCE_CUDA=${FORCE_CUDA:-0} MAX_JOBS=${MAX_JOBS:-$(nproc)} \
             "$PY" -m pip wheel --disable-pip-version-check --no-build-isolation --no-deps \
-            -c constraints.txt mmcv==2.1.0 -w "$tmp"
+            "$tmp/mmcv-2.1.0" -w "$tmp"
         built=$(ls "$tmp"/mmcv-2.1.0-*.whl)
         mv "$built" "$cache/"   # rename within one file system: the cache never holds a partial wheel
         rm -rf "$tmp"
