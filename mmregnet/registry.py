@@ -7,6 +7,8 @@ stays what ``'mmdet.RegNet'`` and mmdet-scoped ``'RegNet'`` resolve to.
 """
 from mmengine.registry import Registry
 
+from .mim import register_config_package
+
 try:
     from mmdet3d.registry import HOOKS as PARENT_HOOKS
     from mmdet3d.registry import MODELS as PARENT_MODELS
@@ -18,3 +20,5 @@ MODELS = Registry('model', parent=PARENT_MODELS, scope='mmregnet',
                   locations=['mmregnet.models'])
 HOOKS = Registry('hook', parent=PARENT_HOOKS, scope='mmregnet',
                  locations=['mmregnet.detection'])
+
+register_config_package()
