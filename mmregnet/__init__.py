@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from .arch import PRESETS, ArchSpec, StageDesign, arch_name, get_arch
+from .backbone_configs import bev_backbone, image_backbone, stage_channels
 from .complexity import complexity
 
 __version__ = '0.1.0'
@@ -25,12 +26,10 @@ _LAZY = {
     'RegNet': 'mmregnet.models',
     'NeckChannelsCheckHook': 'mmregnet.detection',
     'check_neck_channels': 'mmregnet.detection',
-    'stage_channels': 'mmregnet.detection',
-    'bev_backbone': 'mmregnet.detection',
 }
 
-__all__ = ['PRESETS', 'ArchSpec', 'StageDesign', 'arch_name', 'complexity', 'get_arch',
-           '__version__', *_LAZY]
+__all__ = ['PRESETS', 'ArchSpec', 'StageDesign', 'arch_name', 'bev_backbone', 'complexity',
+           'get_arch', 'image_backbone', 'stage_channels', '__version__', *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -48,11 +48,25 @@ def test_list_csv_and_table_filter_by_family(capsys):
 
 
 def _snippet_model(text, neck):
-    """The backbone and one neck from ``show``'s text, as the config dict a user pastes."""
-    blocks = text.split('# neck: ')
-    backbone = blocks[0][blocks[0].index('backbone=dict('):]
-    neck_text = next(b for b in blocks[1:] if b.startswith(neck)).split('\n', 1)[1]
-    return eval('dict(' + backbone + neck_text + ')')  # the snippet is config syntax
+    """The backbone and one neck from ``show``'s text, as modules to build.
+
+    The snippets merge into a base config (tests/test_snippets.py pastes them);
+    here the backbone's is complete and the neck's inputs go into a small neck.
+    """
+    body = text[text.index('# custom_imports'):].split('\n', 1)[1]
+    backbone_text, rest = body.split('# with an FPN neck\n')
+    fpn_text, secondfpn_text = rest.split('\n# or with a SECOND-FPN neck')
+    neck_text = fpn_text if neck == 'FPN' else secondfpn_text.split('\n', 1)[1]
+    cfg = eval('dict(' + backbone_text + neck_text + ')')  # the snippets are config syntax
+    backbone = cfg.get('backbone', cfg.get('pts_backbone'))
+    for key in ('_delete_', 'init_cfg'):
+        backbone.pop(key, None)
+    neck_inputs = cfg.get('neck', cfg.get('pts_neck'))
+    n = len(neck_inputs['in_channels'])
+    neck_cfg = (dict(type='mmdet.FPN', out_channels=16, num_outs=n, **neck_inputs)
+                if neck == 'FPN' else
+                dict(type='mmdet3d.SECONDFPN', out_channels=[8] * n, **neck_inputs))
+    return dict(backbone=backbone, neck=neck_cfg)
 
 
 @pytest.mark.parametrize('arch,argv,size', [

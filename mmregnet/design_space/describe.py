@@ -6,7 +6,7 @@ Example:
     >>> b.out_channels, b.out_strides
     ((64, 160, 384), (2, 4, 8))
     >>> print(config_snippets(b)['fpn'], end='')
-    neck=dict(type='mmdet.FPN', in_channels=[64, 160, 384], out_channels=256, num_outs=3),
+    pts_neck=dict(in_channels=[64, 160, 384]),
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 from ..arch import ArchLike, ArchSpec, arch_name, get_arch
+from ..backbone_configs import bev_backbone, config_text, image_backbone
 from .formatting import arch_text, format_size, format_table
 from .measure import Measure
 
@@ -78,26 +79,29 @@ class Backbone:
 def config_snippets(b: Backbone) -> Dict[str, str]:
     """Config text to paste: ``backbone``, and the ``fpn`` or ``secondfpn`` neck.
 
-    Each snippet is keyword-argument text ending in ``,\\n`` for a ``model=dict(...)``
-    (PointPillars names them ``pts_backbone`` and ``pts_neck``).
+    Without a stem the snippets are for PointPillars (``pts_backbone`` replacing
+    the base config's with ``_delete_``, mmdet3d's norm and weights, and
+    ``pts_neck`` channels merged into the base config's neck); with a stem for
+    mmdet (``backbone`` of type ``mmregnet.RegNet`` and ``neck``). Each ends in
+    ``,\\n`` for a ``model=dict(...)``.
     """
-    m = b.measure
-    lines = ["    type='mmregnet.RegNet',", f'    arch={arch_text(b.arch)},']
-    if m.in_channels != 3:
-        lines.append(f'    in_channels={m.in_channels},')
-    if not m.with_stem:
-        lines.append('    with_stem=False,')
-    if m.strides is not None:
-        lines.append(f'    strides={tuple(m.strides)},')
-    lines.append(f'    out_indices={b.out_indices}),')
-    channels = list(b.out_channels)
+    m, channels = b.measure, list(b.out_channels)
     upsample = [s // b.out_strides[0] for s in b.out_strides]
+    arch = arch_name(b.arch) or b.arch.to_dict()
+    if m.with_stem:
+        key, neck = 'backbone', 'neck'
+        cfg = image_backbone(arch, out_indices=b.out_indices)
+        if m.in_channels != 3:
+            cfg['in_channels'] = m.in_channels
+    else:
+        key, neck = 'pts_backbone', 'pts_neck'
+        cfg = bev_backbone(arch, in_channels=m.in_channels, out_indices=b.out_indices)
+    if m.strides is not None:
+        cfg['strides'] = tuple(m.strides)
     return {
-        'backbone': 'backbone=dict(\n' + '\n'.join(lines) + '\n',
-        'fpn': (f"neck=dict(type='mmdet.FPN', in_channels={channels}, out_channels=256, "
-                f'num_outs={len(channels)}),\n'),
-        'secondfpn': (f"neck=dict(type='mmdet3d.SECONDFPN', in_channels={channels}, "
-                      f'out_channels={[128] * len(channels)}, upsample_strides={upsample}),\n'),
+        'backbone': config_text(key, cfg),
+        'fpn': config_text(neck, dict(in_channels=channels)),
+        'secondfpn': config_text(neck, dict(in_channels=channels, upsample_strides=upsample)),
     }
 
 
@@ -119,6 +123,6 @@ def describe(b: Backbone) -> str:
             f'complexity at {b.measure.describe()}: params {format_size(cx["params"])}, '
             f'flops {format_size(cx["flops"])}, acts {format_size(cx["acts"])}\n\n'
             f'# {CUSTOM_IMPORTS}\n{snippets["backbone"]}'
-            f'# neck: FPN\n{snippets["fpn"]}'
-            f'# neck: SECOND-FPN, every output upsampled to stride {b.out_strides[0]}\n'
+            f'# with an FPN neck\n{snippets["fpn"]}'
+            f'# or with a SECOND-FPN neck, every output upsampled to stride {b.out_strides[0]}\n'
             f'{snippets["secondfpn"]}')
