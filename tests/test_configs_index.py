@@ -24,10 +24,25 @@ def test_upstream_lyft_names_map_to_files_that_exist():
     assert lyft['metrics'] == {'Private Score': 16.0, 'Public Score': 16.1}
 
 
+def test_free_anchor_and_ssn_results_are_their_folders_own():
+    assert configs_index._upstream_name('hv_ssn_regnet-400mf_secfpn_sbn-all_16xb1-2x_lyft-3d') \
+        == 'ssn_hv_regnet-400mf_secfpn_sbn-all_16xb1-2x_lyft-3d'
+    rows = {r['name']: r for r in configs_index.config_rows()}
+    ssn = rows['ssn_hv_regnet-400mf_secfpn_sbn-all_16xb1-2x_lyft-3d.py']
+    assert ssn['detector'] == 'SSN' and ssn['published']['folder'] == 'ssn'
+    assert ssn['published']['metrics'] == {'Private Score': 17.9, 'Public Score': 18.0}
+    free = rows['pointpillars_hv_regnet-400mf_fpn_head-free-anchor_sbn-all_8xb4-2x_nus-3d.py']
+    assert free['detector'] == 'Free Anchor'
+    assert free['published']['metrics'] == {'mAP': 48.3, 'NDS': 58.65}
+    # free_anchor's metafile lists this regnet/ config as a baseline: regnet's own entry wins.
+    plain = rows['pointpillars_hv_regnet-400mf_fpn_sbn-all_8xb4-2x_nus-3d.py']
+    assert plain['detector'] == 'PointPillars' and plain['published']['folder'] == 'regnet'
+
+
 def test_every_metafile_config_exists():
     with open(os.path.join(ROOT, 'configs', 'regnet', 'metafile.yml')) as f:
         models = yaml.safe_load(f)['Models']
-    assert len(models) == 12
+    assert len(models) == 19
     for model in models:
         assert os.path.isfile(os.path.join(ROOT, model['Config'])), model['Config']
 

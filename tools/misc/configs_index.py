@@ -1,8 +1,9 @@
 """Generates configs/README.md's table and configs/regnet/metafile.yml from the configs.
 
 Backbone params and FLOPs come from mmregnet's analytic complexity at each
-config's input size; published results are read from the metafiles mmdet3d and
-mmdet install, and are theirs (trained with their RegNet), not ours.
+config's input size; published results are read from the metafiles mmdet3d
+(its regnet/, free_anchor/ and ssn/ folders) and mmdet install, and are theirs
+(trained with their RegNet), not ours.
 
 Usage:
     python tools/misc/configs_index.py           # rewrite both files
@@ -18,37 +19,53 @@ from typing import Dict, List
 import yaml
 from mmengine.config import Config
 
+from mmregnet.fileio import atomic_output
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README = os.path.join(ROOT, 'configs', 'README.md')
 METAFILE = os.path.join(ROOT, 'configs', 'regnet', 'metafile.yml')
 TABLE_START, TABLE_END = '<!-- configs-table:start -->', '<!-- configs-table:end -->'
 #: mmdet's test-time image scale: short side 800, long side at most 1333.
 IMAGE_INPUT = (800, 1333)
-_UPSTREAM_DOCS = {'mmdet3d': 'https://github.com/open-mmlab/mmdetection3d/tree/v1.4.0/configs/regnet',
-                  'mmdet': 'https://github.com/open-mmlab/mmdetection/tree/v3.3.0/configs/regnet'}
+#: The upstream config folders whose metafiles hold results of RegNet configs.
+UPSTREAM_FOLDERS = {'mmdet3d': ('regnet', 'free_anchor', 'ssn'), 'mmdet': ('regnet',)}
+_UPSTREAM_DOCS = {'mmdet3d': 'https://github.com/open-mmlab/mmdetection3d/tree/v1.4.0/configs/',
+                  'mmdet': 'https://github.com/open-mmlab/mmdetection/tree/v3.3.0/configs/'}
+#: The detector each 3D head type makes, for the metafile's Architecture.
+_HEAD_ARCHITECTURE = {'FreeAnchor3DHead': 'Free Anchor', 'ShapeAwareHead': 'SSN'}
 
 
 def _upstream_name(name: str) -> str:
-    """mmdet3d's metafile names its Lyft configs by pre-1.0 file names ('2x8_2x'):
-    map them to today's grammar ('8xb2-2x') so they match the files that exist."""
+    """mmdet3d's metafiles name some configs by pre-1.0 file names: map them to
+    today's grammar so they match the files that exist ('2x8_2x' -> '8xb2-2x',
+    'hv_ssn_' -> 'ssn_hv_')."""
+    name = re.sub(r'^hv_ssn_', 'ssn_hv_', name)
     return re.sub(r'_(\d+)x(\d+)_(\w+?)_', r'_\2xb\1-\3_', name)
 
 
 def published_results() -> Dict[str, Dict]:
-    """Published results by config file name, from the installed metafiles."""
+    """Published results by config file name, from the installed metafiles.
+
+    Only a metafile's entries for configs in its own folder count (mmdet3d's
+    free_anchor metafile also lists a regnet/ config, as a baseline).
+    """
     results = {}
-    for package in ('mmdet3d', 'mmdet'):
-        path = os.path.join(os.path.dirname(__import__(package).__file__), '.mim', 'configs',
-                            'regnet', 'metafile.yml')
-        with open(path) as f:
-            for model in yaml.safe_load(f)['Models']:
+    for package, folders in UPSTREAM_FOLDERS.items():
+        configs = os.path.join(os.path.dirname(__import__(package).__file__), '.mim', 'configs')
+        for folder in folders:
+            with open(os.path.join(configs, folder, 'metafile.yml')) as f:
+                models = yaml.safe_load(f)['Models']
+            for model in models:
+                if os.path.basename(os.path.dirname(model['Config'])) != folder:
+                    continue
                 metrics = {}
                 for result in model.get('Results', []):
                     metrics.update(result['Metrics'])
                 dataset = model['Results'][0]['Dataset'] if model.get('Results') else None
-                for name in (os.path.basename(model['Config']), _upstream_name(model['Name'])
-                             + '.py'):
-                    results[name] = dict(source=package, dataset=dataset, metrics=metrics)
+                entry = dict(source=package, folder=folder, dataset=dataset, metrics=metrics)
+                for name in (os.path.basename(model['Config']),
+                             _upstream_name(model['Name']) + '.py'):
+                    results[name] = entry
     return results
 
 
@@ -70,9 +87,11 @@ def config_rows() -> List[Dict]:
         cx = complexity(backbone.arch, input_size=size, num_classes=None,
                         in_channels=in_channels, with_stem=backbone.get('with_stem', True),
                         strides=backbone.get('strides'))
+        head = cfg.model.pts_bbox_head.type if is_3d else None
         rows.append(dict(name=name, arch=arch_name(backbone.arch) or 'custom',
                          input=f'{in_channels}x{size[0]}x{size[1]}', params=cx['params'],
                          flops=cx['flops'], task='3D' if is_3d else '2D',
+                         detector=_HEAD_ARCHITECTURE.get(head, 'PointPillars') if is_3d else None,
                          published=published.get(name)))
     return rows
 
@@ -92,7 +111,8 @@ def render_table(rows: List[Dict]) -> str:
         pub = r['published']
         result = 'none published' if pub is None else (
             ', '.join(f'{k} {v}' for k, v in pub['metrics'].items())
-            + f" ({pub['dataset']}, [{pub['source']}]({_UPSTREAM_DOCS[pub['source']]}))")
+            + f" ({pub['dataset']}, [{pub['source']}]"
+            f"({_UPSTREAM_DOCS[pub['source']] + pub['folder']}))")
         lines.append(f"| [{r['name'][:-3]}](regnet/{r['name']}) | {r['arch']} | {r['input']} "
                      f"| {_si(r['params'])} | {_si(r['flops'])} | {result} |")
     return '\n'.join(lines) + '\n'
@@ -103,7 +123,7 @@ def render_metafile(rows: List[Dict]) -> str:
     models = []
     for r in rows:
         meta = {'Architecture': ['RegNetY' if 'regnety' in r['arch'] else 'RegNetX'] + (
-            ['Hard Voxelization', 'PointPillars'] if r['task'] == '3D' else []),
+            ['Hard Voxelization', r['detector']] if r['task'] == '3D' else []),
             'Backbone Params': r['params'], 'Backbone FLOPs': r['flops'],
             'Input': r['input']}
         model = {'Name': r['name'][:-3], 'In Collection': 'mmregnet RegNet',
@@ -140,9 +160,8 @@ def main(argv=None) -> int:
         if current != text:
             stale.append(os.path.relpath(path, ROOT))
             if not args.check:
-                with open(path + '.tmp', 'w') as f:
+                with atomic_output(path, force=True) as tmp, open(tmp, 'w') as f:
                     f.write(text)
-                os.replace(path + '.tmp', path)
     if args.check and stale:
         print(f'stale: {", ".join(stale)}; run python tools/misc/configs_index.py',
               file=sys.stderr)
