@@ -22,6 +22,15 @@ import numpy as np
 WIDTH_QUANTUM = 8
 #: How stage widths are made divisible by the group width (see ArchSpec.width_rounding).
 WIDTH_ROUNDINGS = ('pycls', 'torchvision')
+#: Most channels of any width, stem or input: far above every published RegNet
+#: (SEER's 10B-parameter RegNet is 11648 wide), so only a typo reaches it.
+MAX_WIDTH = 32768
+#: Most blocks in a RegNet (published ones have at most 27).
+MAX_DEPTH = 1024
+#: Largest bottleneck ratio (every published model has 1).
+MAX_BOT_MUL = 64.0
+#: Largest stage stride or dilation of a backbone built from an arch (RegNets use 1 and 2).
+MAX_STRIDE = 64
 
 
 @dataclass(frozen=True)
@@ -60,12 +69,14 @@ class ArchSpec:
     """One RegNet: the five numbers of the paper plus bottleneck and SE ratios.
 
     Attributes:
-        w0: Initial width, a positive multiple of 8.
-        wa: Slope of the linear width function (>= 0).
+        w0: Initial width, a positive multiple of 8 (at most :data:`MAX_WIDTH`).
+        wa: Slope of the linear width function (0 to :data:`MAX_WIDTH`).
         wm: Width multiplier between stages (> 1).
-        depth: Total number of blocks (>= 1).
-        group_w: Group width of the 3x3 convs (>= 1).
-        bot_mul: Bottleneck ratio (> 0); 1 for every published model.
+        depth: Total number of blocks (1 to :data:`MAX_DEPTH`).
+        group_w: Group width of the 3x3 convs (1 to :data:`MAX_WIDTH`).
+        bot_mul: Bottleneck ratio (> 0, at most :data:`MAX_BOT_MUL`); 1 for
+            every published model. Stage and bottleneck widths must come out
+            in ``1..MAX_WIDTH`` (checked by :meth:`design`).
         se_ratio: Squeeze-and-excitation width as a fraction of each block's
             input width (RegNetY: 0.25), or None for no SE (RegNetX).
         width_rounding: How each stage's bottleneck width is made a multiple of
@@ -86,13 +97,18 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         for name, ok, rule in (
-            ('w0', _is_int(self.w0) and self.w0 > 0 and self.w0 % WIDTH_QUANTUM == 0,
-             f'a positive integer multiple of {WIDTH_QUANTUM}'),
-            ('wa', _is_real(self.wa) and self.wa >= 0, 'a number >= 0'),
+            ('w0', _is_int(self.w0) and 0 < self.w0 <= MAX_WIDTH
+             and self.w0 % WIDTH_QUANTUM == 0,
+             f'a positive integer multiple of {WIDTH_QUANTUM}, at most {MAX_WIDTH}'),
+            ('wa', _is_real(self.wa) and 0 <= self.wa <= MAX_WIDTH,
+             f'a number >= 0, at most {MAX_WIDTH}'),
             ('wm', _is_real(self.wm) and self.wm > 1, 'a number > 1'),
-            ('depth', _is_int(self.depth) and self.depth >= 1, 'an integer >= 1'),
-            ('group_w', _is_int(self.group_w) and self.group_w >= 1, 'an integer >= 1'),
-            ('bot_mul', _is_real(self.bot_mul) and self.bot_mul > 0, 'a number > 0'),
+            ('depth', _is_int(self.depth) and 1 <= self.depth <= MAX_DEPTH,
+             f'an integer >= 1, at most {MAX_DEPTH}'),
+            ('group_w', _is_int(self.group_w) and 1 <= self.group_w <= MAX_WIDTH,
+             f'an integer >= 1, at most {MAX_WIDTH}'),
+            ('bot_mul', _is_real(self.bot_mul) and 0 < self.bot_mul <= MAX_BOT_MUL,
+             f'a number > 0, at most {MAX_BOT_MUL:g}'),
             ('se_ratio', self.se_ratio is None
              or (_is_real(self.se_ratio) and 0 < self.se_ratio <= 1),
              'None or a number in (0, 1]'),
@@ -104,13 +120,25 @@ class ArchSpec:
                     f'RegNet arch field {name!r} must be {rule}, got {getattr(self, name)!r}')
 
     def design(self) -> StageDesign:
-        """Derives stage widths, depths and group widths (pycls's rule, exactly)."""
+        """Derives stage widths, depths and group widths (pycls's rule, exactly).
+
+        Raises:
+            ValueError: A block, stage or bottleneck width outside
+                ``1..MAX_WIDTH`` (the fields are valid but extreme together).
+        """
         block_widths, block_widths_cont = generate_block_widths(
             self.w0, self.wa, self.wm, self.depth)
         widths, depths = group_blocks_into_stages(block_widths)
+        if any(int(w * self.bot_mul) < 1 for w in widths):
+            raise ValueError(f'RegNet arch {self.to_dict()} has a bottleneck narrower than one '
+                             f'channel (stage widths {widths} x bot_mul {self.bot_mul})')
         widths, group_widths = adjust_widths_and_groups(
             widths, self.bot_mul, self.group_w, self.width_rounding)
         bottleneck_widths = [int(round(w * self.bot_mul)) for w in widths]
+        if max(widths + bottleneck_widths) > MAX_WIDTH or min(widths) < 1:
+            raise ValueError(f'RegNet arch {self.to_dict()} gives stage widths {widths} and '
+                             f'bottleneck widths {bottleneck_widths}; each must be in '
+                             f'1..{MAX_WIDTH}')
         return StageDesign(
             widths=tuple(widths),
             depths=tuple(depths),
@@ -157,11 +185,18 @@ def generate_block_widths(w0: int, wa: float, wm: float, depth: int,
 
     Returns:
         The quantized widths and the continuous widths, one per block.
+
+    Raises:
+        ValueError: A width above :data:`MAX_WIDTH` (checked before it is made an integer).
     """
     # numpy's float64 log/power, in pycls's order of operations, so rounding agrees bit for bit.
     cont = np.arange(depth) * wa + w0
     ks = np.round(np.log(cont / w0) / np.log(wm))
-    widths = np.round(np.divide(w0 * np.power(wm, ks), quantum)) * quantum
+    with np.errstate(over='ignore'):  # an overflow is inf, refused just below
+        widths = np.round(np.divide(w0 * np.power(wm, ks), quantum)) * quantum
+    if not np.all(widths <= MAX_WIDTH):
+        raise ValueError(f'RegNet widths w0={w0}, wa={wa}, wm={wm}, depth={depth} reach '
+                         f'{float(widths.max()):g} channels; at most {MAX_WIDTH} are allowed')
     return widths.astype(int).tolist(), cont.tolist()
 
 

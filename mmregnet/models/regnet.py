@@ -10,18 +10,23 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import ArchLike, get_arch, se_width
 from . import cpu_kernels
+from .arguments import (check_bool, check_channels, check_int, check_out_indices,
+                        check_per_stage, check_size)
 from .blocks import Bottleneck
 from .deploy import switch_to_deploy
 
 ConfigType = Union[Dict, List[Dict]]
 
 
-def _check_per_stage(name: str, values: Sequence[int], num_stages: int) -> Tuple[int, ...]:
-    values = tuple(values)
-    if len(values) != num_stages or not all(isinstance(v, int) and v >= 1 for v in values):
-        raise ValueError(f'{name} must give a positive integer for each of the arch\'s '
-                         f'{num_stages} stages, got {values}')
-    return values
+def _pretrained_options(init_cfg: ConfigType) -> Tuple[ConfigType, Dict[str, bool]]:
+    """Takes ``allow_partial``/``allow_nonfinite`` out of a Pretrained init_cfg (mmengine's
+    PretrainedInit would reject them); returns the init_cfg left and the options."""
+    if not (isinstance(init_cfg, dict) and init_cfg.get('type') == 'Pretrained'):
+        return init_cfg, {}
+    init_cfg = dict(init_cfg)
+    options = {k: check_bool(f'init_cfg {k}', init_cfg.pop(k)) for k in
+               ('allow_partial', 'allow_nonfinite') if k in init_cfg}
+    return init_cfg, options
 
 
 class RegNet(BaseModule):
@@ -38,12 +43,13 @@ class RegNet(BaseModule):
             :data:`mmregnet.arch.PRESETS`) or a dict with ``w0``, ``wa``,
             ``wm``, ``depth``, ``group_w``, ``bot_mul`` and optionally
             ``se_ratio``.
-        in_channels: Channels of the input.
-        with_stem: Whether to start with the 3x3 stride-2 conv stem.
-        stem_channels: Output channels of the stem.
-        strides: Stride of each stage's first block (default 2 everywhere).
-        dilations: Dilation of each stage's 3x3 convs (default 1 everywhere).
-        out_indices: Stages whose outputs are returned, 0-based.
+        in_channels: Channels of the input (1 to ``MAX_WIDTH``, 32768).
+        with_stem: Whether to start with the 3x3 stride-2 conv stem (a bool).
+        stem_channels: Output channels of the stem (1 to 32768).
+        strides: Stride of each stage's first block (default 2 everywhere; at most 64).
+        dilations: Dilation of each stage's 3x3 convs (default 1 everywhere; at most 64).
+        out_indices: Stages whose outputs are returned, 0-based, increasing
+            (a sequence, even for one stage: ``(3,)``).
         frozen_stages: Freeze the stem (0) and stages ``1..frozen_stages``;
             -1 freezes nothing.
         norm_cfg: mmcv norm config: BN, SyncBN, naiveSyncBN2d, GN...
@@ -51,7 +57,15 @@ class RegNet(BaseModule):
         with_cp: Recompute each block in backward to save memory.
         zero_init_residual: Zero the last norm of each block's residual branch
             (only with the default initialisation).
-        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=...)``.
+        init_cfg: mmengine init config, e.g. ``dict(type='Pretrained', checkpoint=...)``;
+            a Pretrained checkpoint that does not fit is refused unless it adds
+            ``allow_partial=True`` (and NaN/Inf weights unless ``allow_nonfinite=True``).
+
+    Raises:
+        mmregnet.errors.InputError: A bad argument (a ``ValueError`` naming
+            it, the rule and the value), raised before anything is
+            allocated; booleans are refused where integers are meant, and a
+            backbone of over 1e10 parameters is refused.
 
     Attributes:
         out_channels (tuple[int]): Channels of each output, in order.
@@ -88,24 +102,27 @@ class RegNet(BaseModule):
         if init_cfg is None:
             init_cfg = [dict(type='Kaiming', layer='Conv2d'),
                         dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm'])]
+        init_cfg, self._pretrained_options = _pretrained_options(init_cfg)
         super().__init__(init_cfg)
+        # Every argument is checked, and the size bounded, before a tensor is allocated.
         self.arch = get_arch(arch)
         design = self.arch.design()
         num_stages = design.num_stages
-        self.strides = _check_per_stage('strides', strides or (2,) * num_stages, num_stages)
-        self.dilations = _check_per_stage('dilations', dilations or (1,) * num_stages,
-                                          num_stages)
-        self.out_indices = tuple(out_indices)
-        # Outputs come in stage order, so only increasing indices keep out_channels aligned.
-        if (not self.out_indices or list(self.out_indices) != sorted(set(self.out_indices))
-                or not all(isinstance(i, int) and 0 <= i < num_stages for i in self.out_indices)):
-            raise ValueError(f'out_indices must be increasing stage indices in 0..{num_stages - 1} '
-                             f'(the arch has {num_stages} stages), got {self.out_indices}')
-        if not (isinstance(frozen_stages, int) and -1 <= frozen_stages <= num_stages):
-            raise ValueError(f'frozen_stages must be an integer in -1..{num_stages} '
-                             f'(-1: none, 0: the stem only), got {frozen_stages!r}')
-        if not (isinstance(in_channels, int) and in_channels >= 1):
-            raise ValueError(f'in_channels must be a positive integer, got {in_channels!r}')
+        self.strides = check_per_stage('strides', (2,) * num_stages if strides is None
+                                       else strides, num_stages)
+        self.dilations = check_per_stage('dilations', (1,) * num_stages if dilations is None
+                                         else dilations, num_stages)
+        self.out_indices = check_out_indices(out_indices, num_stages)
+        frozen_stages = check_int('frozen_stages', frozen_stages, -1, num_stages,
+                                  f'an integer in -1..{num_stages} (-1: none, 0: the stem only)')
+        in_channels = check_channels('in_channels', in_channels)
+        with_stem = check_bool('with_stem', with_stem)
+        stem_channels = check_channels('stem_channels', stem_channels)
+        for name, value in (('norm_eval', norm_eval), ('with_cp', with_cp),
+                            ('zero_init_residual', zero_init_residual)):
+            check_bool(name, value)
+        check_size(self.arch, in_channels, with_stem, stem_channels, self.strides,
+                   self.dilations)
         self.in_channels = in_channels
         self.with_stem = with_stem
         self.frozen_stages = frozen_stages
