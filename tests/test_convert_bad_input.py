@@ -1,17 +1,20 @@
 """Bad input: one clear line, a non-zero exit, no traceback, no output file; and file safety."""
 import os
 import pickle
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from mmdet.models.backbones import ResNet
 
 from mmregnet import RegNet
 from mmregnet.convert.cli import main
-from mmregnet.convert.safe_io import atomic_save
+from mmregnet.convert.safe_io import save_checkpoint
+from mmregnet.errors import run_guarded
 
 from test_convert_sources import TorchvisionRegNet
 
@@ -147,10 +150,105 @@ def test_interrupted_write_leaves_the_old_file_and_no_partial_one(tmp_path, fail
     dst.write_bytes(b'previous')
     big = {'state_dict': {'w': torch.zeros(1 << 20)}, 'late': FailsHalfway()}
     with pytest.raises(failure):
-        atomic_save(big, str(dst))
+        save_checkpoint(big, str(dst), force=True)
     assert dst.read_bytes() == b'previous' and os.listdir(tmp_path) == ['dst.pth']
 
 
 def test_missing_output_folder_is_refused(source, capsys):
     assert main([str(source), str(source.parent / 'no' / 'dst.pth')]) == 1
     assert 'does not exist' in capsys.readouterr().err
+
+
+def _nan_source(path):
+    state = RegNet('regnetx_200mf').state_dict()
+    state['layer2.0.conv1.weight'][0, 0] = float('nan')
+    state['layer3.1.bn2.weight'][1] = float('inf')
+    torch.save(state, path)
+
+
+def test_nonfinite_weights_are_refused_unless_allowed(tmp_path, capsys):
+    src, dst = tmp_path / 'nan.pth', tmp_path / 'dst.pth'
+    _nan_source(src)
+    assert main([str(src), str(dst), '--verify']) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and 'non-finite weights: layer2.0.conv1.weight (1 of' in err
+    assert 'layer3.1.bn2.weight' in err and '--allow-nonfinite' in err and not dst.exists()
+    assert main([str(src), str(dst), '--allow-nonfinite']) == 0
+    out = capsys.readouterr().out
+    assert 'the non-finite check (--allow-nonfinite): layer2.0.conv1.weight' in out
+    assert torch.isnan(torch.load(dst, weights_only=True)['state_dict'][
+        'layer2.0.conv1.weight']).sum() == 1
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--strides', '1', '2', '2'], 'one stride for each of the weights\' 4 stages, got 3'),
+    (['--strides', '0', '2', '2', '2'], 'integers in 1..64'),
+    (['--strides', '-1', '2', '2', '2'], 'integers in 1..64'),
+    (['--stemless', '0'], '--stemless IN_CHANNELS must be an integer in 1..32768'),
+    (['--stemless', '2000000'], 'got 2000000'),
+    (['--state', 'ema'], '--state ema was asked for, but the checkpoint has no EMA weights'),
+])
+def test_target_options_are_checked_with_and_without_stemless(source, capsys, extra, message):
+    dst = source.parent / 'dst.pth'
+    assert main([str(source), str(dst), *extra]) == 1
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and message in err and not dst.exists()
+
+
+def test_read_only_destination_folder_exits_1(source, capsys):
+    folder = source.parent / 'ro'
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if not os.access(folder, os.W_OK):  # as root every folder is writable
+            assert main([str(source), str(folder / 'dst.pth')]) == 1
+            assert 'is not writable' in capsys.readouterr().err
+    finally:
+        folder.chmod(0o755)
+    if sys.platform.startswith('linux'):  # sysfs refuses new files, even to root
+        assert main([str(source), '/sys/dst.pth']) == 1
+        err = capsys.readouterr().err
+        assert err.count('\n') == 1 and "cannot write '/sys/dst.pth'" in err
+
+
+def test_refusals_name_what_the_file_holds(tmp_path, capsys):
+    src = tmp_path / 'np.pth'
+    torch.save({'conv1.weight': np.zeros(3)}, src)
+    assert main([str(src), str(tmp_path / 'o.pth')]) == 1
+    assert "entry 'conv1.weight' holds a numpy.ndarray" in capsys.readouterr().err
+    header = b'{"w": {"dtype": "F8_E8M0", "shape": [2], "data_offsets": [0, 2]}}'
+    (tmp_path / 'f8.safetensors').write_bytes(len(header).to_bytes(8, 'little') + header + b'ab')
+    assert main([str(tmp_path / 'f8.safetensors'), str(tmp_path / 'o.pth')]) == 1
+    err = capsys.readouterr().err
+    assert "tensor 'w' has dtype 'F8_E8M0', which is not supported" in err
+    assert 'truncated' not in err
+
+
+def test_stale_temporary_of_a_killed_run_is_removed(source, capsys):
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'],
+                          capture_output=True, text=True).stdout.strip()
+    stale = source.parent / f'.dst.pth.{dead}.abc123.part'
+    stale.write_bytes(b'half a checkpoint')
+    assert main([str(source), str(source.parent / 'dst.pth')]) == 0
+    assert f'removed {stale}' in capsys.readouterr().err and not stale.exists()
+
+
+class _Signals:
+    """Sends ``signum`` to this process while torch.save pickles it (mid-write)."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __reduce__(self):
+        os.kill(os.getpid(), self.signum)
+        return (int, (0,))
+
+
+@pytest.mark.parametrize('signum,status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_during_the_write_exits_130_or_143_and_leaves_nothing(tmp_path, capsys,
+                                                                       signum, status):
+    dst = tmp_path / 'dst.pth'
+    big = {'state_dict': {'w': torch.zeros(1 << 20)}, 'late': _Signals(signum)}
+    assert run_guarded('regnet2mmdet', lambda: save_checkpoint(big, str(dst))) == status
+    assert capsys.readouterr().err == 'regnet2mmdet: interrupted; nothing half-written was left\n'
+    assert os.listdir(tmp_path) == []

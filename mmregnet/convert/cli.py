@@ -1,17 +1,22 @@
 """``regnet2mmdet SRC DST``: the command-line face of :func:`mmregnet.convert.convert_file`.
 
 Bad input ends with one ``regnet2mmdet: error: ...`` line on stderr, exit
-status 1 and no output file; ``--debug`` shows the traceback instead.
+status 1 and no output file; an interrupt with 130 (Ctrl-C) or 143 (SIGTERM)
+and no output file; 2 is left to argparse and to bugs (``unexpected ...``).
+``--debug`` adds the traceback (see :mod:`mmregnet.errors`).
 """
 import argparse
 import json
 import sys
-import traceback
 from typing import Any, List, Optional
 
+from ..arch import MAX_STRIDE, MAX_WIDTH
+from ..errors import run_guarded
+from ..fileio import remove_stale_parts
 from .errors import ConversionError
 from .layouts import LAYOUTS
 from .pipeline import ConversionResult, convert_file
+from .stemless import check_target
 
 _PROG = 'regnet2mmdet'
 _PREPROCESSING = {
@@ -63,9 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
                    '(default: detected)')
     p.add_argument('--stemless', type=int, metavar='IN_CHANNELS',
                    help='fit to a stem-less backbone taking IN_CHANNELS channels '
-                   '(PointPillars: 64); adapts layer1.0, see the README')
+                   f'(PointPillars: 64; 1 to {MAX_WIDTH}); adapts layer1.0, see the README')
     p.add_argument('--strides', type=int, nargs='+', metavar='S',
-                   help='stage strides of the target backbone (PointPillars: 1 2 2 2)')
+                   help='stage strides of the target backbone, one per stage '
+                   f'(PointPillars: 1 2 2 2; each 1 to {MAX_STRIDE})')
+    p.add_argument('--allow-nonfinite', action='store_true',
+                   help='convert weights that hold NaN or infinite values (refused by default)')
     p.add_argument('--verify', nargs='?', const=True, default=False, metavar='ARCH',
                    help='load the result strictly into RegNet(ARCH or the inferred arch) and '
                    'compare with the source library where importable')
@@ -96,28 +104,25 @@ def main(argv: Optional[List[str]] = None) -> int:
         argv: Arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        0 on success, 1 for bad input, 2 for an unexpected failure, 130 when interrupted.
+        0 on success, 1 for bad input, 130 (SIGINT) or 143 (SIGTERM) when
+        interrupted, 2 for a usage error or an unexpected failure.
     """
     args = build_parser().parse_args(argv)
-    try:
+
+    def run() -> int:
+        check_target(args.stemless, args.strides)  # before the source is read
         verify = args.verify if isinstance(args.verify, bool) else parse_arch(args.verify)
+        for stale in remove_stale_parts(args.dst):
+            print(f'removed {stale}, a temporary file left by a killed run', file=sys.stderr)
         result = convert_file(
             args.src, args.dst, force=args.force, src_format=args.src_format,
             arch=parse_arch(args.arch) if args.arch else None, keep_head=args.keep_head,
             state=args.state, prefix=args.prefix, stemless_in_channels=args.stemless,
-            strides=args.strides, verify=verify)
-    except KeyboardInterrupt:
-        print(f'{_PROG}: interrupted; nothing written', file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line per failure unless --debug
-        if args.debug:
-            traceback.print_exc()
-        known = isinstance(e, ConversionError)
-        detail = str(e) if known else f'unexpected {type(e).__name__}: {e} (rerun with --debug)'
-        print(f'{_PROG}: error: ' + ' '.join(detail.split()), file=sys.stderr)
-        return 1 if known else 2
-    _report(result, args.dst)
-    return 0
+            strides=args.strides, verify=verify, allow_nonfinite=args.allow_nonfinite)
+        _report(result, args.dst)
+        return 0
+
+    return run_guarded(_PROG, run, args.debug)
 
 
 if __name__ == '__main__':

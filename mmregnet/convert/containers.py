@@ -8,6 +8,7 @@ heads; timm, torchvision and exported weights are bare state dicts.
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import torch
 from torch import Tensor
 
 from .errors import ConversionError
@@ -82,8 +83,19 @@ def pick_state(ckpt: Any, prefer: str = 'auto') -> Tuple[Mapping[str, Any], str,
     elif isinstance(ckpt.get('model'), Mapping):
         name, why = 'model', 'model'
     else:
-        return ckpt, 'the whole file (a bare state dict)', []
+        name, why = '', 'the whole file (a bare state dict)'
+    if prefer == 'ema' and 'ema' not in name:
+        raise ConversionError(f'--state ema was asked for, but the checkpoint has no EMA weights '
+                              f'(its weights are {why})')
+    if not name:
+        return ckpt, why, []
     return ckpt[name], why, [str(k) for k in ckpt if k != name]
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    return kind.__qualname__ if kind.__module__ == 'builtins' else \
+        f'{kind.__module__}.{kind.__qualname__}'
 
 
 def _check_tensors(state: Mapping[str, Any]) -> Dict[str, Tensor]:
@@ -92,8 +104,45 @@ def _check_tensors(state: Mapping[str, Any]) -> Dict[str, Tensor]:
     for key, value in state.items():
         if not isinstance(value, Tensor):
             raise ConversionError(f'not a state dict: entry {key!r} holds a '
-                                  f'{type(value).__name__}, expected tensors only')
+                                  f'{_type_name(value)}, expected tensors only')
     return dict(state)
+
+
+def _nonfinite(t: Tensor) -> int:
+    try:
+        # A NaN or an infinity makes the sum non-finite: one pass without a mask for the
+        # usual all-finite tensor; only a non-finite sum (or an overflow) is counted exactly.
+        if bool(torch.isfinite(t.sum())):
+            return 0
+        return int((~torch.isfinite(t)).sum())
+    except (RuntimeError, NotImplementedError):  # float8 has no isfinite on every backend
+        return int((~torch.isfinite(t.float())).sum())
+
+
+def check_finite(state: Mapping[str, Tensor], allow: bool = False) -> List[str]:
+    """Refuses weights with NaN or infinite values (which make every output NaN).
+
+    Args:
+        state: Tensors to check (integer ones and shape-only meta ones are skipped).
+        allow: Report instead of refusing (``--allow-nonfinite``).
+
+    Returns:
+        One line per tensor with non-finite values (empty when all are finite).
+
+    Raises:
+        ConversionError: Some tensor holds a NaN or an infinity and ``allow`` is False.
+    """
+    found = []
+    for key, t in state.items():
+        if (t.is_floating_point() or t.is_complex()) and not t.is_meta:  # meta: shapes only
+            bad = _nonfinite(t)
+            if bad:
+                found.append(f'{key} ({bad} of {t.numel()} values are NaN or infinite)')
+    if found and not allow:
+        more = f' and {len(found) - 3} more tensors' if len(found) > 3 else ''
+        raise ConversionError(f'non-finite weights: {"; ".join(found[:3])}{more}; such weights '
+                              'give NaN outputs (pass --allow-nonfinite to use them anyway)')
+    return found
 
 
 def _strip(state: Mapping[str, Tensor], prefix: str) -> Dict[str, Tensor]:
@@ -140,7 +189,7 @@ def _choose(state: Dict[str, Tensor], layout: Optional[Layout],
 
 
 def extract(ckpt: Any, src_format: Optional[str] = None, prefer: str = 'auto',
-            prefix: Optional[str] = None) -> Extracted:
+            prefix: Optional[str] = None, allow_nonfinite: bool = False) -> Extracted:
     """Finds the RegNet backbone in a loaded checkpoint.
 
     Args:
@@ -150,13 +199,15 @@ def extract(ckpt: Any, src_format: Optional[str] = None, prefer: str = 'auto',
         prefer: Which state of a checkpoint with EMA weights (see :func:`pick_state`).
         prefix: Take only keys under this module prefix (``'backbone'``...);
             by default the prefix is detected.
+        allow_nonfinite: Take weights with NaN or infinite values (refused
+            by default, see :func:`check_finite`; then listed in ``ignored``).
 
     Returns:
         The backbone tensors in their source layout.
 
     Raises:
         ConversionError: No RegNet in the checkpoint, several candidate
-            backbones, or an unknown ``src_format``.
+            backbones, non-finite weights, or an unknown ``src_format``.
     """
     if src_format is not None and src_format not in LAYOUTS:
         raise ConversionError(f'unknown source format {src_format!r}; expected one of: '
@@ -172,4 +223,7 @@ def extract(ckpt: Any, src_format: Optional[str] = None, prefer: str = 'auto',
             top = key.split('.', 1)[0]
             others[top] = others.get(top, 0) + 1
     ignored = ignored + [f'{name}.* ({n} tensors, not the backbone)' for name, n in others.items()]
-    return Extracted(_strip(state, prefix), layout, source_state, prefix, tuple(ignored))
+    backbone = _strip(state, prefix)
+    nonfinite = check_finite(backbone, allow_nonfinite)
+    ignored += [f'the non-finite check (--allow-nonfinite): {item}' for item in nonfinite]
+    return Extracted(backbone, layout, source_state, prefix, tuple(ignored))

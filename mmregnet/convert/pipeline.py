@@ -17,9 +17,10 @@ from .errors import ConversionError
 from .fit import ArchMatch, resolve_arch
 from .layouts import map_state_dict
 from .oracles import build_reference
-from .safe_io import atomic_save, check_destination, check_source_file, file_sha256, load_checkpoint
+from .safe_io import (check_destination, check_source_file, file_sha256, load_checkpoint,
+                      save_checkpoint)
 from .shapes import ObservedArch, fill_batch_counters, read_arch
-from .stemless import adapt_to_stemless
+from .stemless import adapt_to_stemless, check_target
 from .verify import VerifyReport, verify as run_verify
 
 Verify = Union[bool, ArchLike]
@@ -92,7 +93,8 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
                        state: str = 'auto', prefix: Optional[str] = None,
                        stemless_in_channels: Optional[int] = None,
                        strides: Optional[Sequence[int]] = None, verify: Verify = False,
-                       source_file: str = '', source_sha256: str = '') -> ConversionResult:
+                       source_file: str = '', source_sha256: str = '',
+                       allow_nonfinite: bool = False) -> ConversionResult:
     """Converts a loaded pycls, timm, torchvision or mmdet checkpoint to mmregnet's keys.
 
     Args:
@@ -108,6 +110,7 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
         verify: False; True to verify against the matched arch; or an arch to verify against.
         source_file: Recorded in the meta.
         source_sha256: Recorded in the meta.
+        allow_nonfinite: Convert weights with NaN or infinite values (refused by default).
 
     Returns:
         The result; nothing is written.
@@ -115,10 +118,12 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
     Raises:
         ConversionError: Anything that keeps the weights from loading exactly.
     """
-    found = extract(ckpt, src_format, state, prefix)
+    check_target(stemless_in_channels, strides)
+    found = extract(ckpt, src_format, state, prefix, allow_nonfinite)
     mapped = map_state_dict(found.state, found.layout)
     backbone, added = fill_batch_counters(mapped.backbone)
     observed = read_arch(backbone)
+    check_target(stemless_in_channels, strides, len(observed.widths))
     match = resolve_arch(observed, arch)
     kwargs = _backbone_kwargs(observed, stemless_in_channels, strides)
     notes = [f'source: {found.layout.name} weights, {found.source_state}'
@@ -191,7 +196,7 @@ def convert_file(src: str, dst: str, *, force: bool = False, **options: Any) -> 
     ckpt = load_checkpoint(src)
     result = convert_checkpoint(ckpt, source_file=os.path.basename(src),
                                 source_sha256=file_sha256(src), **options)
-    atomic_save(result.checkpoint, dst)
+    save_checkpoint(result.checkpoint, dst, force)
     return result
 
 

@@ -1,57 +1,44 @@
-"""Reading checkpoints without running their code, and writing results atomically.
+"""Reading checkpoints without running their code or trusting their sizes, and writing results.
 
 A ``.pth``/``.pyth`` file is a pickle, and a full unpickle can run arbitrary
 code. Checkpoints are therefore read with ``torch.load(weights_only=True)``,
-which builds only tensors and plain containers; a file that needs anything
-else is refused with the names it asked for, never executed. safetensors files
-(timm's hub format) hold no code at all and are parsed directly.
+which builds only tensors and plain containers, plus what an mmengine runner
+checkpoint needs: the project's one allow-list,
+:func:`mmregnet.compat.allow_mmengine_checkpoints`. A file that needs
+anything else is refused with the names it asked for, never executed.
+
+Nothing a file declares is allocated before it is checked against the file:
+a torch zip's members must pass their CRC-32 checks, every tensor must fit in
+the storage it views (no stride-0 tricks that would blow up when copied), and
+the tensors together may not exceed twice the file's size. safetensors files
+(timm's hub format) hold no code; their JSON header is validated entry by
+entry (dtype, shape, offsets inside the file, no overlaps) before any data is
+read (:mod:`mmregnet.convert.safetensors_file`).
 """
 import hashlib
-import json
 import os
 import pickle
-import tempfile
+import pickletools
+import re
+import warnings
 import zipfile
-from typing import Any, Dict, List
+from typing import Any, Iterator, List, Optional
 
 import torch
 
+from ..fileio import atomic_output, check_destination as check_output
 from .errors import ConversionError
+from .safetensors_file import load_safetensors
 
 _ZIP_MAGIC = b'PK\x03\x04'
 _PICKLE_PROTO = 0x80
 _CHUNK = 1 << 20
-
-#: What mmengine runner checkpoints need besides tensors: the training logs under
-#: ``message_hub`` (mmengine's HistoryBuffer and the numpy arrays it holds). These
-#: names are bound to an inert placeholder that ignores its arguments, so nothing
-#: from the file runs and the logs are simply not restored; any other global is
-#: refused.
-INERT_GLOBALS = (
-    'mmengine.logging.history_buffer.HistoryBuffer',
-    'numpy.core.multiarray._reconstruct', 'numpy._core.multiarray._reconstruct',
-    'numpy.core.multiarray.scalar', 'numpy._core.multiarray.scalar',
-    'numpy.ndarray', 'numpy.dtype', 'builtins.getattr',
-)
-
-_SAFETENSORS_DTYPES = {
-    'F64': torch.float64, 'F32': torch.float32, 'F16': torch.float16, 'BF16': torch.bfloat16,
-    'I64': torch.int64, 'I32': torch.int32, 'I16': torch.int16, 'I8': torch.int8,
-    'U8': torch.uint8, 'BOOL': torch.bool,
-}
-
-
-class _Inert:
-    """Stands in for an allowlisted training-log object; takes and keeps nothing."""
-
-    def __new__(cls, *args: Any, **kwargs: Any) -> '_Inert':
-        return super().__new__(cls)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def __setstate__(self, state: Any) -> None:
-        pass
+#: The tensors of a checkpoint may view at most this many times the file's bytes (tied weights).
+VIEW_FACTOR = 2
+#: Containers deeper than this are refused (a checkpoint nests a few levels).
+MAX_NESTING = 64
+_REFUSAL_PATTERNS = (r'GLOBAL (\S+) was not an allowed global', r'unsupported GLOBAL (\S+)',
+                     r'unrecognized function (.+?)(?: which belongs|$)', r'but got (<class [^>]+>)')
 
 
 def check_source_file(path: str) -> int:
@@ -125,7 +112,7 @@ def sniff_format(path: str) -> str:
 
 
 def load_checkpoint(path: str) -> Any:
-    """Loads a checkpoint without executing anything from it.
+    """Loads a checkpoint without executing anything from it or trusting its sizes.
 
     Zip checkpoints are memory-mapped, so a large file costs about its size
     once, not twice.
@@ -134,91 +121,170 @@ def load_checkpoint(path: str) -> Any:
         path: A ``torch.save`` file (zip or legacy) or a safetensors file.
 
     Returns:
-        The unpickled object (tensors and plain containers), or the
-        safetensors file's ``{name: tensor}`` dict.
+        The unpickled object (tensors, plain containers and mmengine's
+        training-log objects), or the safetensors file's ``{name: tensor}`` dict.
 
     Raises:
-        ConversionError: Missing, empty, text, truncated or corrupt files, and
-            pickles that need code to load.
+        ConversionError: Missing, empty, text, truncated or corrupt files,
+            pickles that need code to load, and tensors larger than their data.
     """
-    check_source_file(path)
+    size = check_source_file(path)
     kind = sniff_format(path)
     if kind == 'safetensors':
         return load_safetensors(path)
-    inert = [(_Inert, name) for name in INERT_GLOBALS]
+    if kind == 'zip':
+        _check_zip(path)
+    from ..compat import allow_mmengine_checkpoints  # mmengine only when a pickle is read
+    with allow_mmengine_checkpoints(), warnings.catch_warnings():
+        # torch warns about odd pickle protocols on the way to refusing them: one line is ours.
+        warnings.simplefilter('ignore', UserWarning)
+        try:
+            ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=kind == 'zip')
+        except pickle.UnpicklingError as e:
+            names = _unsafe_globals(path, kind)
+            refusal = _refusal(path, str(e), names)
+            raise ConversionError(refusal or _corrupt(path, e)) from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure to parse is a corrupt file
+            raise ConversionError(_corrupt(path, e)) from None
+    check_tensor_sizes(ckpt, path, size)
+    return ckpt
+
+
+def _check_zip(path: str) -> None:
+    """Refuses a zip whose members do not all pass their CRC-32 check (flipped or cut bytes)."""
     try:
-        with torch.serialization.safe_globals(inert):
-            return torch.load(path, map_location='cpu', weights_only=True, mmap=kind == 'zip')
-    except pickle.UnpicklingError as e:
-        if _needs_code(str(e)):
-            raise ConversionError(_refusal(path, str(e))) from None
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError,
+            NotImplementedError, RuntimeError) as e:
         raise ConversionError(_corrupt(path, e)) from None
-    except (EOFError, RuntimeError, ValueError, zipfile.BadZipFile, OSError) as e:
-        raise ConversionError(_corrupt(path, e)) from None
+    if bad is not None:
+        raise ConversionError(f'cannot read {path!r}: corrupt checkpoint (the zip member '
+                              f'{bad!r} fails its CRC-32 check)')
 
 
-def _needs_code(message: str) -> bool:
-    return any(s in message for s in ('GLOBAL', 'unrecognized function', 'allowlisted'))
+def _unsafe_globals(path: str, kind: str) -> List[str]:
+    """The globals a pickle asks for that the allow-list (in effect) does not have."""
+    if kind == 'zip':
+        try:
+            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
+        except Exception:  # noqa: BLE001 - a corrupt data.pkl: torch's message may name one
+            return []
+    try:  # torch's own table of what weights_only builds; the zip scan above uses it too
+        from torch._weights_only_unpickler import _get_allowed_globals
+        allowed = set(_get_allowed_globals())
+    except ImportError:
+        allowed = set()
+    allowed |= {entry[1] if isinstance(entry, tuple) else
+                f'{entry.__module__}.{entry.__qualname__}'
+                for entry in torch.serialization.get_safe_globals()}
+    return sorted(set(pickle_globals(path)) - allowed)
 
 
-def _refusal(path: str, message: str) -> str:
-    try:
-        names: List[str] = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        names = [n for n in names if n not in INERT_GLOBALS]
-    except Exception:  # a legacy file: the unpickler's message still names the global
-        names = []
-    what = ', '.join(names) if names else message.split('WeightsUnpickler error: ')[-1][:160]
-    return (f'refusing to load {path!r}: its pickle needs {what}, which could run arbitrary '
-            'code (only tensors and plain containers are loaded, weights_only=True); if you '
-            'trust the file, re-save just its state dict with torch.save')
+def pickle_globals(path: str, max_pickles: int = 8) -> List[str]:
+    """Names of the globals (classes, functions) the pickles at the start of a file refer to.
 
-
-def _corrupt(path: str, error: BaseException) -> str:
-    reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-    return f'cannot read {path!r}: truncated or corrupt checkpoint ({reason})'
-
-
-def load_safetensors(path: str) -> Dict[str, torch.Tensor]:
-    """Parses a safetensors file (8-byte header length, JSON header, raw little-endian data).
+    Read statically with :mod:`pickletools` (nothing is built or run); a legacy
+    torch file is several pickles in a row, followed by raw tensor data.
 
     Args:
         path: The file.
+        max_pickles: How many pickles in a row to read.
 
     Returns:
-        ``{name: tensor}``; the tensors share one writable buffer.
+        ``module.name`` strings, in order of appearance.
+    """
+    names: List[str] = []
+    with open(path, 'rb') as f:
+        for _ in range(max_pickles):
+            strings: List[str] = []
+            try:
+                for op, arg, _ in pickletools.genops(f):
+                    if op.name in ('GLOBAL', 'INST'):
+                        names.append(str(arg).replace(' ', '.'))
+                    elif isinstance(arg, str) and 'UNICODE' in op.name:
+                        strings.append(arg)
+                    elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
+                        names.append(f'{strings[-2]}.{strings[-1]}')
+            except Exception:  # noqa: BLE001 - the end of the pickles, or damaged bytes
+                break
+    return names
+
+
+def _refusal(path: str, message: str, names: List[str]) -> Optional[str]:
+    found = [m.group(1) for p in _REFUSAL_PATTERNS for m in [re.search(p, message, re.M)] if m]
+    if not found and not names:
+        return None
+    what = ', '.join(names) if names else found[0]
+    return (f'refusing to load {path!r}: its pickle needs {what}, which could run arbitrary '
+            'code (only tensors, plain containers and mmengine\'s training logs are loaded, '
+            'weights_only=True); if you trust the file, re-save just its state dict with '
+            'torch.save')
+
+
+def _corrupt(path: str, error: BaseException) -> str:
+    text = str(error)
+    if 'WeightsUnpickler error:' in text:  # keep the reason, drop torch's advice around it
+        text = text.split('WeightsUnpickler error:', 1)[1].split('Check the documentation')[0]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    reason = (lines or [type(error).__name__])[0][:160]
+    return f'cannot read {path!r}: truncated or corrupt checkpoint ({reason})'
+
+
+def _tensors(obj: Any) -> Iterator[tuple]:
+    """``(where, tensor)`` for every tensor in nested dicts, lists and tuples, each object once."""
+    seen, stack = set(), [('', obj, 0)]
+    while stack:
+        where, value, depth = stack.pop()
+        if isinstance(value, torch.Tensor):
+            yield where or '<top>', value
+            continue
+        if not isinstance(value, (dict, list, tuple)) or id(value) in seen:
+            continue
+        if depth >= MAX_NESTING:
+            raise ConversionError(f'the checkpoint nests containers over {MAX_NESTING} deep '
+                                  f'(at {where[:40]!r}...); no checkpoint does')
+        seen.add(id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        stack += [(f'{where}.{k}' if where else str(k), v, depth + 1) for k, v in items]
+
+
+def check_tensor_sizes(obj: Any, path: str, file_size: int) -> None:
+    """Refuses tensors that claim more elements than their data holds.
+
+    A tensor may view its storage with any strides, so a file of a few bytes
+    can declare a ``(1 << 20, 1 << 20)`` tensor with strides ``(0, 0)``:
+    harmless until something copies it (4 TB). Each tensor must fit in its
+    storage, and all of them together in ``VIEW_FACTOR`` times the file.
+
+    Args:
+        obj: The loaded checkpoint.
+        path: Its file, for messages.
+        file_size: Its size in bytes.
 
     Raises:
-        ConversionError: A header or data range that does not fit the file.
+        ConversionError: A tensor larger than its storage, or too many views.
     """
-    size = os.path.getsize(path)
-    with open(path, 'rb') as f:
-        header_len = int.from_bytes(f.read(8), 'little')
-        try:
-            header = json.loads(f.read(header_len))
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ConversionError(f'cannot read {path!r}: corrupt safetensors header '
-                                  f'({e})') from None
-        data = bytearray(size - 8 - header_len)
-        f.readinto(data)
-    header.pop('__metadata__', None)
-    out = {}
-    for name, info in header.items():
-        begin, end = info['data_offsets']
-        dtype = _SAFETENSORS_DTYPES.get(info['dtype'])
-        count = 1
-        for n in info['shape']:
-            count *= n
-        if dtype is None or end > len(data) or end - begin != count * dtype.itemsize:
-            raise ConversionError(f'cannot read {path!r}: tensor {name!r} ({info["dtype"]}, '
-                                  f'{info["shape"]}) does not fit the file (truncated?)')
-        flat = torch.frombuffer(data, dtype=dtype, count=count, offset=begin) if count else \
-            torch.empty(0, dtype=dtype)
-        out[name] = flat.reshape(info['shape'])
-    return out
+    total = 0
+    for where, t in _tensors(obj):
+        nbytes = t.numel() * t.element_size()
+        storage = t.untyped_storage().nbytes() if t.layout == torch.strided else 0
+        if nbytes > storage:
+            raise ConversionError(
+                f'cannot read {path!r}: tensor {where!r} claims {tuple(t.shape)} elements '
+                f'(strides {t.stride()}) over only {storage} bytes of data; a checkpoint '
+                'tensor never repeats its memory')
+        total += nbytes
+    if total > VIEW_FACTOR * file_size + _CHUNK:
+        raise ConversionError(f'cannot read {path!r}: its tensors view {total} bytes, over '
+                              f'{VIEW_FACTOR} times the file\'s {file_size}; a checkpoint does '
+                              'not repeat its data')
 
 
 def check_destination(src: str, dst: str, force: bool) -> None:
-    """Refuses a destination that is the source, a directory, in a missing folder, or existing.
+    """Refuses a destination that is the source, a directory, unwritable, or existing.
 
     Args:
         src: The source checkpoint.
@@ -232,35 +298,31 @@ def check_destination(src: str, dst: str, force: bool) -> None:
             os.path.exists(dst) and os.path.exists(src) and os.path.samefile(src, dst)):
         raise ConversionError(f'refusing to overwrite the source checkpoint {src!r}; '
                               'give another output path')
-    if os.path.isdir(dst):
-        raise ConversionError(f'output {dst!r} is a directory; expected a file path')
-    parent = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(parent):
-        raise ConversionError(f'output folder {parent!r} does not exist')
-    if os.path.exists(dst) and not force:
-        raise ConversionError(f'output {dst!r} exists; pass --force to replace it')
+    try:
+        check_output(dst, force, 'file')
+    except OSError as e:
+        raise ConversionError(str(e)) from None
 
 
-def atomic_save(obj: Any, dst: str) -> None:
-    """Writes ``obj`` with ``torch.save`` to a temporary file beside ``dst``, then renames it.
+def save_checkpoint(obj: Any, dst: str, force: bool = False) -> None:
+    """Writes ``obj`` with ``torch.save`` atomically (:func:`mmregnet.fileio.atomic_output`).
 
-    An interrupted or failed write removes the temporary file, so ``dst`` is
-    either the complete new file or untouched.
+    An interrupted or failed write (an exception, Ctrl-C, SIGTERM) removes the
+    temporary file, so ``dst`` is either the complete new file or untouched.
 
     Args:
         obj: What to save.
         dst: The output path (its folder must exist).
+        force: Whether an existing ``dst`` may be replaced.
+
+    Raises:
+        ConversionError: The file cannot be written (the reason given).
     """
-    folder, name = os.path.split(os.path.abspath(dst))
-    fd, tmp = tempfile.mkstemp(prefix=f'.{name}.', suffix='.part', dir=folder)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the weights from other users
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        with atomic_output(dst, force) as tmp:
+            with open(tmp, 'wb') as f:
+                torch.save(obj, f)
+                f.flush()
+                os.fsync(f.fileno())
+    except OSError as e:  # a folder that refuses files, a full disk
+        raise ConversionError(f'cannot write {dst!r}: {e.strerror or e}') from None

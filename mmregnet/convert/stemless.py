@@ -29,10 +29,40 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from ..arch import ArchSpec
+from ..arch import MAX_STRIDE, MAX_WIDTH, ArchSpec
+from ..checks import is_int
 from .errors import ConversionError
 
 _STEM = ('conv1.', 'bn1.')
+
+
+def check_target(in_channels: Optional[int], strides: Optional[Sequence[int]],
+                 num_stages: Optional[int] = None) -> None:
+    """Checks ``--stemless`` and ``--strides`` before anything is built or allocated.
+
+    Args:
+        in_channels: The stem-less backbone's input channels, or None (keep the stem).
+        strides: The target's stage strides, or None (the default).
+        num_stages: The weights' number of stages, once known; None checks
+            the values alone.
+
+    Raises:
+        ConversionError: A width outside ``1..MAX_WIDTH``, a stride outside
+            ``1..MAX_STRIDE``, or not one stride per stage.
+    """
+    if in_channels is not None and not (is_int(in_channels) and 1 <= in_channels <= MAX_WIDTH):
+        raise ConversionError(f'--stemless IN_CHANNELS must be an integer in 1..{MAX_WIDTH} '
+                              f'(PointPillars: 64), got {in_channels!r}')
+    if strides is None:
+        return
+    strides = tuple(strides)
+    if not strides or not all(is_int(s) and 1 <= s <= MAX_STRIDE for s in strides):
+        raise ConversionError(f'--strides must be integers in 1..{MAX_STRIDE}, one per stage '
+                              f'(PointPillars: 1 2 2 2), got {" ".join(map(str, strides))}')
+    if num_stages is not None and len(strides) != num_stages:
+        raise ConversionError(f'--strides must give one stride for each of the weights\' '
+                              f'{num_stages} stages, got {len(strides)}: '
+                              f'{" ".join(map(str, strides))}')
 
 
 @dataclass(frozen=True)
@@ -111,6 +141,7 @@ def adapt_to_stemless(state: Mapping[str, Tensor], arch: ArchSpec, in_channels: 
     Raises:
         ConversionError: A tensor the target needs is missing or cannot be adapted.
     """
+    check_target(in_channels, strides, len(arch.design().widths))
     target = _target_shapes(arch, in_channels, strides)
     out: Dict[str, Tensor] = {}
     adapted = []
