@@ -7,12 +7,25 @@ It imports ``tools.dataset_converters`` (so ``.mim`` must be on
 Lyft splits). :func:`create_infos` therefore runs it in a scratch working
 directory whose ``data/<name>`` links to the dataset, whatever the dataset's
 real path.
+
+The scratch folder lies inside the dataset folder and is removed when the
+converter ends, fails or is interrupted; one left by a killed run (its name
+holds the dead process's id) is removed by the next. The converter's process
+is killed when ours dies (Linux), so it never outlives a killed generator.
 """
+import ctypes
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 from typing import List
+
+from ..fileio import remove_stale_parts
+
+_SCRATCH = 'create-data-scratch'
+_PR_SET_PDEATHSIG = 1
 
 INFO_FILES = {
     'nuscenes': ('nuscenes_infos_train.pkl', 'nuscenes_infos_val.pkl'),
@@ -49,6 +62,14 @@ def converter_command(dataset: str, max_sweeps: int) -> List[str]:
             '--version', version[dataset], '--max-sweeps', str(max_sweeps)]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: be killed when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: the parent's own cleanup still kills it
+        pass
+
+
 def create_infos(dataset: str, root: str, max_sweeps: int = 10, quiet: bool = False) -> List[str]:
     """Runs mmdet3d's converter on a dataset folder; the info files land in it.
 
@@ -67,12 +88,19 @@ def create_infos(dataset: str, root: str, max_sweeps: int = 10, quiet: bool = Fa
     command = converter_command(dataset, max_sweeps)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [mim_root()] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    with tempfile.TemporaryDirectory(prefix='mmregnet-create-data-') as cwd:
+    # Named as mmregnet.fileio names temporaries, so a killed run's is found and removed.
+    remove_stale_parts(os.path.join(root, _SCRATCH))
+    cwd = tempfile.mkdtemp(prefix=f'.{_SCRATCH}.{os.getpid()}.', suffix='.part', dir=root)
+    try:
         os.makedirs(os.path.join(cwd, 'data'))
         os.symlink(os.path.abspath(root), os.path.join(cwd, 'data', dataset))
+        # On an exception (Ctrl-C, SIGTERM) subprocess.run kills the child before re-raising.
         result = subprocess.run(command, cwd=cwd, env=env, text=True,
                                 stdout=subprocess.PIPE if quiet else None,
-                                stderr=subprocess.STDOUT if quiet else None)
+                                stderr=subprocess.STDOUT if quiet else None,
+                                preexec_fn=_die_with_parent)
+    finally:
+        shutil.rmtree(cwd, ignore_errors=True)  # removes the link, never follows it
     if result.returncode != 0:
         raise RuntimeError(f'mmdet3d create_data.py failed for {root} (exit {result.returncode}):'
                            f'\n{result.stdout or ""}')

@@ -10,6 +10,7 @@ import os
 
 from tqdm import tqdm
 
+from ..errors import InputError
 from .formats import NUSCENES
 from .writer import Options, SceneSpec, TableWriter, placeholder_images
 
@@ -35,8 +36,9 @@ def scene_specs(num_train: int, num_val: int, seed: int) -> list:
         A :class:`SceneSpec` per scene.
     """
     if not (1 <= num_train <= len(MINI_TRAIN) and 1 <= num_val <= len(MINI_VAL)):
-        raise ValueError(f'v1.0-mini has {len(MINI_TRAIN)} train and {len(MINI_VAL)} val '
-                         f'scenes; asked for {num_train} train and {num_val} val')
+        raise InputError(f'--train-scenes, --val-scenes: v1.0-mini has {len(MINI_TRAIN)} train '
+                         f'and {len(MINI_VAL)} val scenes; asked for {num_train} train and '
+                         f'{num_val} val')
     specs = []
     for i, name in enumerate(MINI_TRAIN[:num_train] + MINI_VAL[:num_val]):
         day = 1 + (seed + i) % 28

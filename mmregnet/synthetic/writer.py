@@ -11,6 +11,7 @@ from pyquaternion import Quaternion
 
 from .formats import CAMERAS, DatasetFormat
 from .lidar import LidarModel, count_points_in_boxes
+from .options import Options
 from .scene import Scene, make_scene, rotation_z, yaw_quaternion
 
 TABLES = ('category', 'attribute', 'visibility', 'instance', 'sensor', 'calibrated_sensor',
@@ -46,30 +47,6 @@ class SceneSpec:
     date: str
     start_us: int
     annotated: bool = True
-
-
-@dataclass(frozen=True)
-class Options:
-    """Size and sensor settings of a generated dataset.
-
-    Attributes:
-        samples_per_scene: Annotated key frames per scene.
-        sweeps_per_sample: LiDAR sweeps recorded before each key frame (after the first).
-        annotation_range: Objects are annotated while their centre lies within
-            this distance (m) of the LiDAR along both x and y.
-        objects_per_scene: Placement attempts for objects.
-        seed: Seed of every random draw.
-        azimuth_steps: LiDAR firings per revolution and beam (fewer: smaller scans).
-        max_range: LiDAR range (m).
-    """
-
-    samples_per_scene: int = 10
-    sweeps_per_sample: int = 2
-    annotation_range: float = 50.0
-    objects_per_scene: int = 40
-    seed: int = 0
-    azimuth_steps: int = 1080
-    max_range: float = 70.0
 
 
 def _camera_intrinsic() -> List[List[float]]:
