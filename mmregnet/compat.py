@@ -16,6 +16,13 @@ stays refused. The one risky global a HistoryBuffer pickle uses,
 is mapped to :func:`history_buffer_getattr`, which resolves only those
 methods.
 
+Checkpoints that mmregnet's tools (or its configs, with any trainer) write no
+longer need this: :class:`mmregnet.runtime.portable_checkpoint.PortableCheckpointHook`
+saves the message hub as tensors and Python numbers, so any process loads
+them with weights-only ``torch.load``. The allow-list remains the one
+unpickling policy for checkpoints written without that hook: older ones of
+ours, and those of mmengine alone.
+
 >>> import io, torch
 >>> from mmengine.logging import HistoryBuffer
 >>> buffer = io.BytesIO()

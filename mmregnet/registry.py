@@ -19,6 +19,6 @@ except ImportError:  # a 2D-only install
 MODELS = Registry('model', parent=PARENT_MODELS, scope='mmregnet',
                   locations=['mmregnet.models'])
 HOOKS = Registry('hook', parent=PARENT_HOOKS, scope='mmregnet',
-                 locations=['mmregnet.detection'])
+                 locations=['mmregnet.detection', 'mmregnet.runtime.portable_checkpoint'])
 
 register_config_package()

@@ -1,9 +1,11 @@
 """What ``tools/train.py`` and ``tools/test.py`` do: load a config, apply the
 command line, build mmengine's Runner and run it.
 
-Every run goes through :func:`mmregnet.compat.allow_mmengine_checkpoints`, so
-``--resume`` and ``load_from`` work on torch >= 2.6 with weights-only
-loading on.
+Every runner saves checkpoints that weights-only ``torch.load`` accepts
+(:mod:`mmregnet.runtime.portable_checkpoint`), and every run goes through
+:func:`mmregnet.compat.allow_mmengine_checkpoints`, so ``--resume`` and
+``load_from`` also read checkpoints written without that hook (older ones,
+or by mmengine alone) on torch >= 2.6, with weights-only loading on.
 """
 import argparse
 import json
@@ -65,13 +67,17 @@ def build_runner(cfg: Config):
 
     A ``pytorch``-launched run on a machine without CUDA gets the gloo
     backend and a CPU model wrapper (:func:`mmregnet.compat.prepare_cpu_distributed`).
+    Every runner writes checkpoints that load with weights-only ``torch.load``
+    (:func:`mmregnet.runtime.portable_checkpoint.add_portable_hook`).
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
+
+    from .portable_checkpoint import add_portable_hook
     prepare_cpu_distributed(cfg)
-    if 'runner_type' in cfg:
-        return RUNNERS.build(cfg)
-    return Runner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
+    add_portable_hook(runner)
+    return runner
 
 
 def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
