@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
@@ -275,6 +276,28 @@ PRESETS: Mapping[str, ArchSpec] = {
     'regnety_32gf': _y(232, 115.89, 2.53, 20, 232),
 }
 
+
+def timm_name(preset: str) -> str:
+    """timm's name of a preset: the family, then the flops in units of 100 MF as three digits.
+
+    Args:
+        preset: A name from :data:`PRESETS`, e.g. ``'regnetx_1.6gf'``.
+
+    Returns:
+        timm's name, e.g. ``'regnetx_016'`` (``'regnety_320'`` for ``'regnety_32gf'``).
+    """
+    family, size = preset.split('_')
+    mflops = float(size[:-2]) * (1000 if size.endswith('gf') else 1)
+    return f'{family}_{round(mflops / 100):03d}'
+
+
+#: Other names of the presets (timm's ``regnetx_002`` ... ``regnety_320``) -> the preset's name.
+#: Derived from :data:`PRESETS`, so there is one table of numbers.
+ALIASES: Mapping[str, str] = MappingProxyType({timm_name(n): n for n in PRESETS})
+#: How the presets can be named: ``mmdet`` (the table's keys) or ``timm``.
+NAMINGS = ('mmdet', 'timm')
+
+
 _REQUIRED = ('w0', 'wa', 'wm', 'depth', 'group_w', 'bot_mul')
 _ALLOWED = tuple(f.name for f in fields(ArchSpec))
 
@@ -285,7 +308,8 @@ def get_arch(arch: ArchLike) -> ArchSpec:
     """Resolves a preset name, an arch dict or an :class:`ArchSpec`.
 
     Args:
-        arch: A name from :data:`PRESETS`, or a dict with ``w0``, ``wa``,
+        arch: A name from :data:`PRESETS` or its timm name (:data:`ALIASES`,
+            ``'regnety_016'``), or a dict with ``w0``, ``wa``,
             ``wm``, ``depth``, ``group_w``, ``bot_mul`` and optionally
             ``se_ratio`` (mmdet's format), or an :class:`ArchSpec`.
 
@@ -297,10 +321,12 @@ def get_arch(arch: ArchLike) -> ArchSpec:
     if isinstance(arch, ArchSpec):
         return arch
     if isinstance(arch, str):
-        if arch not in PRESETS:
+        name = ALIASES.get(arch, arch)
+        if name not in PRESETS:
             raise ValueError(f'unknown RegNet arch {arch!r}; expected one of: '
-                           + ', '.join(PRESETS))
-        return PRESETS[arch]
+                             + ', '.join(PRESETS) + " (or timm's names: "
+                             + ', '.join(ALIASES) + ')')
+        return PRESETS[name]
     if isinstance(arch, Mapping):
         missing = [k for k in _REQUIRED if k not in arch]
         unknown = [k for k in arch if k not in _ALLOWED]

@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable, Optional, Sequence, TextIO
 
-from .arch import PRESETS, ArchSpec, arch_name, get_arch
+from .arch import NAMINGS, PRESETS, ArchSpec, arch_name, get_arch, timm_name
 from .design_space.describe import Backbone, describe
 from .design_space.fit import RANKS, Target, search
 from .design_space.formatting import FORMATS, arch_text, format_records, format_size, \
@@ -90,7 +90,8 @@ def _cmd_list(args: argparse.Namespace) -> str:
         if args.family and not name.startswith('regnet' + args.family):
             continue
         d = spec.design()
-        records.append(dict(name=name, **Measure()(spec), widths=list(d.widths),
+        shown = timm_name(name) if args.names == 'timm' else name
+        records.append(dict(name=shown, **Measure()(spec), widths=list(d.widths),
                             depths=list(d.depths), group_widths=list(d.group_widths),
                             arch=spec.to_dict()))
     return format_records(records, args.format, LIST_COLUMNS)
@@ -164,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser('list', help='the presets with their complexity and stages')
     p.add_argument('--family', choices=('x', 'y'), help='only RegNetX or RegNetY')
+    p.add_argument('--names', choices=NAMINGS, default='mmdet',
+                   help="how to name the presets: mmdet's regnetx_1.6gf (default) or timm's "
+                   'regnetx_016; every command accepts both')
     p.add_argument('--format', choices=FORMATS, default='table')
     p.set_defaults(run=_cmd_list)
 

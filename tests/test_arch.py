@@ -1,10 +1,15 @@
-"""The preset table and the width rule, against pycls 0.1.1 and the paper's numbers."""
+"""The preset table and the width rule, against pycls 0.1.1, timm, torchvision and the paper."""
+from dataclasses import replace
+
 import pytest
+import timm
+from timm.models.regnet import model_cfgs as timm_cfgs
 
 from mmregnet import PRESETS, get_arch
-from mmregnet.arch import ArchSpec, arch_name
+from mmregnet.arch import ALIASES, ArchSpec, arch_name, timm_name
 
 from conftest import ALL_PRESETS, pycls_anynet_kwargs
+from library_nets import TORCHVISION_CHANGED, torchvision_params
 
 
 def test_table_has_all_24_pycls_models_with_mmdet_spelling():
@@ -81,3 +86,60 @@ def test_spec_is_frozen():
     with pytest.raises(Exception):
         PRESETS['regnetx_400mf'].w0 = 32
     assert isinstance(PRESETS['regnetx_400mf'], ArchSpec)
+
+
+def _timm_stages(name):
+    """Stage widths, depths and group widths of timm's own model ``name`` (built on meta)."""
+    net = timm.create_model(name, device='meta')
+    stages = [getattr(net, f's{i}') for i in range(1, 5)]
+    blocks = [s.b1 for s in stages]
+    depths = tuple(sum(n.startswith('b') for n, _ in s.named_children()) for s in stages)
+    return (tuple(b.conv3.conv.out_channels for b in blocks), depths,
+            tuple(b.conv2.conv.in_channels // b.conv2.conv.groups for b in blocks))
+
+
+@pytest.mark.parametrize('name', ALL_PRESETS)
+def test_timm_names_are_aliases_with_timms_numbers_and_widths(name):
+    alias = timm_name(name)
+    assert ALIASES[alias] == name and alias in timm.list_models('regnet*')
+    c = timm_cfgs[alias]
+    assert get_arch(alias) is PRESETS[name] == ArchSpec(
+        w0=c.w0, wa=c.wa, wm=c.wm, depth=c.depth, group_w=c.group_size, bot_mul=c.bottle_ratio,
+        se_ratio=c.se_ratio or None)
+    d = PRESETS[name].design()
+    assert _timm_stages(alias) == (d.widths, d.depths, d.group_widths)
+    assert arch_name(alias) == name  # the table's own spelling comes back
+
+
+def test_timm_names_are_exactly_timms_24_pycls_models():
+    sizes = ('002', '004', '006', '008', '016', '032', '040', '064', '080', '120', '160', '320')
+    assert list(ALIASES) == [f'regnet{f}_{s}' for f in 'xy' for s in sizes]
+    with pytest.raises(ValueError, match=r"unknown RegNet arch 'regnetx_640'.*timm's names: "
+                                         r'regnetx_002, regnetx_004'):
+        get_arch('regnetx_640')
+
+
+@pytest.mark.parametrize('name', ALL_PRESETS)
+def test_torchvision_rounding_is_torchvisions_own(name):
+    params = torchvision_params(name)
+    ours = replace(PRESETS[name], width_rounding='torchvision').design()
+    assert (ours.widths, ours.depths, ours.group_widths) == (
+        tuple(params.widths), tuple(params.depths), tuple(params.group_widths))
+    changed = ours.widths != PRESETS[name].design().widths
+    assert changed == (name in TORCHVISION_CHANGED)
+
+
+@pytest.mark.parametrize('name', ['regnetx_004_tv', 'regnety_008_tv', 'regnety_080_tv'])
+def test_timms_tv_models_have_torchvisions_rounding(name):
+    d = replace(get_arch(name[:-3]), width_rounding='torchvision').design()
+    assert _timm_stages(name) == (d.widths, d.depths, d.group_widths)
+
+
+def test_a_timm_name_works_wherever_a_preset_name_does():
+    import torch
+    from mmregnet import RegNet, complexity, stage_channels
+    assert complexity('regnety_016') == complexity('regnety_1.6gf')
+    assert stage_channels('regnetx_004', (1, 2, 3)) == stage_channels('regnetx_400mf', (1, 2, 3))
+    with torch.device('meta'):
+        net = RegNet('regnety_032', out_indices=(3,))
+    assert net.arch is PRESETS['regnety_3.2gf'] and net.out_channels == (1512,)

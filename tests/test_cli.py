@@ -13,6 +13,7 @@ import torch
 from matplotlib.image import imread
 
 from mmregnet import PRESETS, complexity, get_arch
+from mmregnet.arch import ALIASES
 from mmregnet.cli import Progress, main
 from mmregnet.design_space.formatting import format_size
 
@@ -45,6 +46,24 @@ def test_list_csv_and_table_filter_by_family(capsys):
     _, out, _ = run(capsys, 'list', '--family', 'x')
     lines = out.splitlines()
     assert len(lines) == 2 + 12 and lines[3].split()[:3] == ['regnetx_400mf', '5.158M', '397.7M']
+
+
+def test_list_names_timm_gives_timms_names_in_table_order(capsys):
+    code, out, _ = run(capsys, 'list', '--names', 'timm', '--format', 'json')
+    records = json.loads(out)
+    assert code == 0 and [r['name'] for r in records] == list(ALIASES)
+    for r, preset in zip(records, PRESETS):  # the same rows, only named differently
+        assert r['params'] == complexity(preset)['params']
+        assert get_arch(r['name']) is PRESETS[preset]
+    _, out, _ = run(capsys, 'list', '--names', 'timm', '--family', 'y')
+    assert [line.split()[0] for line in out.splitlines()[2:]] == [
+        n for n in ALIASES if n.startswith('regnety')]
+
+
+def test_show_takes_a_timm_name(capsys):
+    code, out, _ = run(capsys, 'show', 'regnetx_016')
+    assert code == 0 and out == run(capsys, 'show', 'regnetx_1.6gf')[1]
+    assert out.startswith('regnetx_1.6gf: ')
 
 
 def _snippet_model(text, neck):
