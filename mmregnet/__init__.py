@@ -26,6 +26,8 @@ _LAZY = {
     'RegNet': 'mmregnet.models',
     'NeckChannelsCheckHook': 'mmregnet.detection',
     'check_neck_channels': 'mmregnet.detection',
+    # Also how type='mmregnet.PortableCheckpointHook' resolves outside mmdet3d's scope.
+    'PortableCheckpointHook': 'mmregnet.runtime.portable_checkpoint',
 }
 
 __all__ = ['PRESETS', 'ArchSpec', 'StageDesign', 'arch_name', 'bev_backbone', 'complexity',

@@ -109,6 +109,15 @@ def test_hook_comes_from_the_runtime_config_or_the_tools(tmp_path):
         assert sum(isinstance(h, PortableCheckpointHook) for h in runner.hooks) == 1
 
 
+@pytest.mark.parametrize('scope', ['mmdet3d', 'mmdet', 'mmpretrain'])
+def test_hook_builds_by_name_in_every_scope(scope):
+    """The runtime base config's entry builds in mmdet3d's, mmdet's and mmpretrain's runs."""
+    from mmengine.registry import HOOKS, DefaultScope
+    with DefaultScope.overwrite_default_scope(scope):
+        hook = HOOKS.build(dict(type='mmregnet.PortableCheckpointHook'))
+    assert type(hook) is PortableCheckpointHook
+
+
 def _train(work, data_root, *extra):
     options = [f'train_dataloader.dataset.data_root={data_root}/', 'train_dataloader.batch_size=2',
                'train_cfg.max_epochs=2', 'default_hooks.logger.interval=1']
