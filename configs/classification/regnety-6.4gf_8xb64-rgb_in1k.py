@@ -1,0 +1,7 @@
+# regnety-6.4gf_8xb64_in1k.py for weights trained on RGB images (timm's, torchvision's): the
+# same classifier fed RGB, normalised with ImageNet's mean/std in RGB order.
+_base_ = ['./regnety-6.4gf_8xb64_in1k.py']
+
+from mmregnet.classification import input_normalization
+
+data_preprocessor = input_normalization('RGB')
