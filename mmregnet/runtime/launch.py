@@ -8,6 +8,7 @@ Every runner saves checkpoints that weights-only ``torch.load`` accepts
 or by mmengine alone) on torch >= 2.6, with weights-only loading on.
 """
 import argparse
+import importlib
 import json
 import numbers
 import os
@@ -18,6 +19,7 @@ from mmengine.utils import import_modules_from_strings
 
 from ..compat import allow_mmengine_checkpoints, prepare_cpu_distributed
 from .checkpoints import find_resumable_checkpoint
+from .scope import config_scope
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 
@@ -53,6 +55,7 @@ def load_config(args: argparse.Namespace) -> Config:
     if cfg.get('custom_imports'):
         # Config.fromfile imported the file's list; --cfg-options may have extended it.
         import_modules_from_strings(**cfg.custom_imports)
+    cfg.default_scope = config_scope(cfg)
     cfg.launcher = args.launcher
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -159,12 +162,12 @@ def save_untrained_checkpoint(config: str, path: str, seed: int = 0) -> None:
     from mmengine.registry import DefaultScope
     from mmengine.runner import save_checkpoint
 
-    from mmdet3d.registry import MODELS
-
     cfg = Config.fromfile(config)
+    scope = config_scope(cfg)
+    registry = importlib.import_module(f'{scope}.registry').MODELS
     torch.manual_seed(seed)
-    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdet3d')):
-        model = MODELS.build(cfg.model)
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(cfg.model)
     model.init_weights()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_checkpoint({'meta': {'epoch': 0, 'iter': 0, 'seed': seed},
