@@ -12,14 +12,16 @@ options is reused; any other existing path is refused.
 import argparse
 import sys
 
-from mmregnet.fileio import Interrupted
+from mmregnet.errors import run_guarded
 from mmregnet.synthetic.images import ImageSetSpec, generate_images
+
+PROG = 'create_synthetic_images.py'
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line (``argv`` or ``sys.argv``)."""
     defaults = ImageSetSpec()
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split('\n\n')[0])
     parser.add_argument('--root', default='data/synthetic/bars', help='output folder')
     parser.add_argument('--image-size', type=int, default=defaults.image_size,
                         help='image side in pixels')
@@ -28,27 +30,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--val-per-class', type=int, default=defaults.val_per_class,
                         help='validation images per class')
     parser.add_argument('--seed', type=int, default=defaults.seed)
+    parser.add_argument('--debug', action='store_true', help='print tracebacks of errors')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
-    """Generates as the command line says; returns the exit status."""
+    """Generates as the command line says; returns the exit status (1: bad input)."""
     args = parse_args(argv)
-    try:
+
+    def run() -> int:
         spec = ImageSetSpec(args.image_size, args.train_per_class, args.val_per_class,
                             args.seed)
         created = generate_images(spec, args.root)
-    except (ValueError, OSError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('interrupted; nothing was written', file=sys.stderr)
-        return 130
-    except Interrupted as error:
-        print(f'{error}; nothing was written', file=sys.stderr)
-        return error.exit_status
-    print(f'{"generated" if created else "reusing the identical dataset in"} {args.root}')
-    return 0
+        print(f'{"generated" if created else "reusing the identical dataset in"} {args.root}')
+        return 0
+
+    return run_guarded(PROG, run, args.debug)
 
 
 if __name__ == '__main__':

@@ -5,10 +5,10 @@ layout mmpretrain's ``CustomDataset`` (and torchvision's ``ImageFolder``)
 read. Each image is one filled bar of a random colour, length, thickness and
 position on a noisy background of another colour; the class is the bar's
 orientation (0, 45, 90 or 135 degrees), so a classifier cannot learn it from
-colour statistics, while a tiny CNN learns it within a few hundred steps.
-(Circles, squares and triangles at random rotations took a tiny RegNet far
-longer than a test can afford.) A horizontal flip swaps the 45 and 135 degree
-classes, so training pipelines must not flip these images.
+colour statistics, while a tiny CNN learns it within a few hundred steps
+(shape classes at random rotations need far more). A horizontal flip swaps
+the 45 and 135 degree classes, so training pipelines must not flip these
+images.
 
 Every image is drawn from its own random stream, seeded by ``(seed, split,
 class, index)``, so the bytes depend only on the spec, not on the order of
@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..fileio import atomic_folder
 
 #: The classes (folder names, in the order mmpretrain assigns labels: sorted)
@@ -59,7 +60,7 @@ class ImageSetSpec:
                                 ('val_per_class', 1, _MAX_PER_CLASS), ('seed', 0, 2 ** 63 - 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                raise ValueError(f'bars dataset {name} must be an integer in {low}..{high}, '
+                raise InputError(f'bars dataset {name} must be an integer in {low}..{high}, '
                                  f'got {value!r}')
 
     def per_class(self, split: str) -> int:
