@@ -16,7 +16,7 @@ from mmregnet.convert.cli import main
 from mmregnet.convert.safe_io import save_checkpoint
 from mmregnet.errors import run_guarded
 
-from test_convert_sources import TorchvisionRegNet
+from library_nets import library_net
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'model_converters' / 'regnet2mmdet.py'
@@ -49,7 +49,7 @@ def _write(path, kind, tmp_path):
     elif kind == 'code pickle':
         torch.save({'state_dict': {}, 'hook': _RunsCode(tmp_path / 'ran')}, path)
     elif kind == 'preset mismatch':  # torchvision's X-400MF: no preset has its widths
-        torch.save(TorchvisionRegNet('regnetx_400mf').state_dict(), path)
+        torch.save(library_net('torchvision', 'regnet_x_400mf').state_dict(), path)
     elif kind == 'resnet50':
         torch.save(ResNet(50).state_dict(), path)
     elif kind != 'missing':
@@ -67,7 +67,8 @@ CASES = {
     'code pickle': ([], 'refusing to load'),
     'resnet50': ([], 'not a RegNet: the stem conv is 7x7'),
     'preset mismatch': (['--arch', 'regnetx_400mf'], 'do not fit regnetx_400mf'),
-    'wrong verify arch': (['--verify', 'regnetx_400mf'], 'do not load into RegNet(regnetx_400mf)'),
+    'wrong verify arch': (['--verify-arch', 'regnetx_400mf'],
+                          'do not load into RegNet(regnetx_400mf)'),
     'unknown arch': (['--arch', 'regnetx_9gf'], "unknown RegNet arch 'regnetx_9gf'"),
     'bad json arch': (['--arch', '{"w0": 24'], 'is not valid JSON'),
     'wrong source format': (['--src-format', 'torchvision'], 'no RegNet in the checkpoint'),
@@ -105,7 +106,7 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
 
 
 def test_cli_prints_the_arch_dict_for_torchvision_widths(tmp_path, capsys):
-    torch.save(TorchvisionRegNet('regnetx_400mf').state_dict(), tmp_path / 'tv.pth')
+    torch.save(library_net('torchvision', 'regnet_x_400mf').state_dict(), tmp_path / 'tv.pth')
     assert main([str(tmp_path / 'tv.pth'), str(tmp_path / 'out.pth'), '--verify']) == 0
     out = capsys.readouterr().out
     assert 'no preset has these widths' in out and 'arch=dict(w0=' in out

@@ -6,7 +6,7 @@ from mmregnet import PRESETS, RegNet, get_arch
 from mmregnet.convert import ConversionError, ObservedArch, fit_arch, read_arch, resolve_arch
 
 from conftest import ALL_PRESETS
-from test_convert_sources import TORCHVISION_CHANGED, stage_params
+from library_nets import TORCHVISION_CHANGED, torchvision_params
 
 
 def observed(widths, depths, group_widths, se_ratio, stem=32):
@@ -27,7 +27,8 @@ def test_fitted_arch_rebuilds_every_preset_and_its_torchvision_widths(preset):
     assert resolve_arch(obs).name == preset
     spec = fit_arch(obs)  # the search alone, without the preset table
     assert spec.design().widths == d.widths and spec.design().depths == d.depths
-    tv = observed(*stage_params(preset, 'torchvision'), PRESETS[preset].se_ratio)
+    params = torchvision_params(preset)  # torchvision's own widths for the preset's numbers
+    tv = observed(params.widths, params.depths, params.group_widths, PRESETS[preset].se_ratio)
     if preset in ('regnety_800mf', 'regnety_8.0gf'):
         with pytest.raises(ConversionError, match='no RegNet arch'):
             fit_arch(tv)

@@ -1,17 +1,21 @@
 """Converting each source format: real networks saved natively, converted, loaded, compared.
 
-pycls networks are pycls 0.1.1's own ``AnyNet``; mmdet's are mmdet's own
-``RegNet``; timm's and torchvision's are the published layouts rebuilt in
-test_convert_sources.py (neither library installs beside this stack).
+pycls networks are pycls 0.1.1's own ``AnyNet``; timm's and torchvision's are the
+libraries' own (test_convert_libraries.py converts every one of their RegNets).
 """
 import hashlib
+import sys
 
 import pytest
+import timm
 import torch
 from pycls.models.anynet import AnyNet
 
 from mmregnet import PRESETS, RegNet
+from mmregnet.arch import timm_name
+from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint, convert_file
+from mmregnet.convert.cli import main
 from mmregnet.convert.fit import resolve_arch
 from mmregnet.convert.layouts import LAYOUTS
 from mmregnet.convert.oracles import build_reference
@@ -19,14 +23,12 @@ from mmregnet.convert.shapes import read_arch
 from mmregnet.convert.verify import verify
 
 from conftest import ALL_PRESETS, pycls_anynet_kwargs
-from test_convert_sources import TORCHVISION_CHANGED, TimmRegNet, TorchvisionRegNet, randomize_norms
-
-SMALL = ['regnetx_200mf', 'regnety_200mf']
+from library_nets import TORCHVISION_CHANGED, library_net, library_stages, torchvision_preset_net
 
 
 def pycls_net(preset):
     torch.manual_seed(0)
-    return randomize_norms(AnyNet(**pycls_anynet_kwargs(preset)))
+    return randomize_norms(AnyNet(**pycls_anynet_kwargs(preset))).eval()
 
 
 def assert_same_outputs(checkpoint, arch, stages, **backbone):
@@ -100,56 +102,30 @@ def test_state_option_overrides_and_ema_without_ema_is_an_error():
         convert_checkpoint(dict(model_state=model), state='ema')
 
 
-@pytest.mark.parametrize('preset', SMALL)
-@pytest.mark.parametrize('source', [TimmRegNet, TorchvisionRegNet])
-def test_timm_and_torchvision_state_dicts_convert_and_match(tmp_path, source, preset):
-    torch.manual_seed(0)
-    net = randomize_norms(source(preset))
-    src, dst = tmp_path / 'model.pth', tmp_path / 'out.pth'
-    torch.save(net.state_dict(), src)
-    result = convert_file(str(src), str(dst), keep_head=True, verify=True)
-    saved = torch.load(dst, weights_only=True)
-    fmt = 'timm' if source is TimmRegNet else 'torchvision'
-    assert saved['meta']['source']['format'] == fmt and saved['meta']['preset'] == preset
-    assert saved['meta']['head'] == 'kept'
-    assert saved['meta']['source']['input_channel_order'] == 'RGB'
-    torch.testing.assert_close(saved['state_dict']['fc.weight'], net.state_dict()[
-        'head.fc.weight' if fmt == 'timm' else 'fc.weight'])
-    assert result.verify.skipped == f'{fmt} is not importable'
-    assert_same_outputs(saved, preset, net.stages())
-
-
-def test_timm_safetensors_file_converts(tmp_path):
-    save_file = pytest.importorskip('safetensors.torch').save_file
-    net = randomize_norms(TimmRegNet('regnety_200mf'))
-    save_file(net.state_dict(), tmp_path / 'model.safetensors')
-    convert_file(str(tmp_path / 'model.safetensors'), str(tmp_path / 'out.pth'))
-    assert_same_outputs(torch.load(tmp_path / 'out.pth', weights_only=True), 'regnety_200mf',
-                        net.stages())
-
-
-def test_torchvision_widths_become_an_arch_dict_never_the_preset(tmp_path):
-    net = randomize_norms(TorchvisionRegNet('regnetx_400mf'))
+def test_torchvision_widths_become_an_arch_dict_never_the_preset():
+    net = library_net('torchvision', 'regnet_x_400mf')
     result = convert_checkpoint(net.state_dict(), verify=True)
     arch = result.arch.config_value()
     assert result.arch.name is None and isinstance(arch, dict)
     assert result.observed.widths == (32, 64, 160, 400) != PRESETS['regnetx_400mf'].design().widths
     assert "arch=dict(w0=" in result.config_snippet('out.pth')
-    assert_same_outputs(result.checkpoint, arch, net.stages())
+    assert_same_outputs(result.checkpoint, arch, library_stages(net))
     with pytest.raises(ConversionError, match='do not fit regnetx_400mf'):
         convert_checkpoint(net.state_dict(), arch='regnetx_400mf')
 
 
-def _meta_state(source, preset):
+def _meta_states(preset):
+    """The preset's state dict shapes in pycls's, timm's and torchvision's own networks."""
     with torch.device('meta'):  # shapes only: all 24 presets in seconds
-        return source(preset).state_dict()
+        pycls_state = AnyNet(**pycls_anynet_kwargs(preset)).state_dict()
+        timm_state = timm.create_model(timm_name(preset)).state_dict()
+    return dict(pycls=pycls_state, timm=timm_state,
+                torchvision=torchvision_preset_net(preset, 'meta').state_dict())
 
 
 @pytest.mark.parametrize('preset', ALL_PRESETS)
 def test_every_preset_is_recognised_in_every_layout(preset):
-    pycls_state = _meta_state(lambda p: AnyNet(**pycls_anynet_kwargs(p)), preset)
-    for state, fmt in ((pycls_state, 'pycls'), (_meta_state(TimmRegNet, preset), 'timm'),
-                       (_meta_state(TorchvisionRegNet, preset), 'torchvision')):
+    for fmt, state in _meta_states(preset).items():
         if fmt == 'torchvision' and preset in TORCHVISION_CHANGED:
             continue  # covered below
         result = convert_checkpoint(state)
@@ -159,9 +135,45 @@ def test_every_preset_is_recognised_in_every_layout(preset):
 
 @pytest.mark.parametrize('preset', TORCHVISION_CHANGED)
 def test_torchvision_widths_are_the_preset_with_torchvision_rounding(preset):
-    result = convert_checkpoint(_meta_state(TorchvisionRegNet, preset))
+    result = convert_checkpoint(torchvision_preset_net(preset, 'meta').state_dict())
     assert result.arch.name is None
     assert result.arch.config_value() == dict(PRESETS[preset].to_dict(),
                                               width_rounding='torchvision')
     assert result.arch.spec.design().widths == result.observed.widths
     assert result.observed.widths != PRESETS[preset].design().widths
+
+
+@pytest.mark.parametrize('library,module', [('pycls', 'pycls.models.anynet'),
+                                            ('timm', 'timm.models.regnet'),
+                                            ('torchvision', 'torchvision.models.regnet')])
+def test_verify_without_the_source_library_says_so_and_still_loads_strictly(
+        monkeypatch, capsys, tmp_path, library, module):
+    net = {'pycls': lambda: pycls_net('regnety_200mf'),
+           'timm': lambda: library_net('timm', 'regnety_002'),
+           'torchvision': lambda: library_net('torchvision', 'regnet_y_400mf')}[library]()
+    torch.save(net.state_dict(), tmp_path / 'src.pth')
+    monkeypatch.setitem(sys.modules, module, None)  # an environment without the library
+    assert main([str(tmp_path / 'src.pth'), str(tmp_path / 'out.pth'), '--verify']) == 0
+    out = capsys.readouterr().out
+    assert (f'verified: {len(net.state_dict()) - 2} tensors load strictly into RegNet(' in out
+            and f"; no output comparison ({library} is not installed, so the outputs were not "
+            f"compared with {library}'s own RegNet (pip install {library} to compare))" in out)
+    assert torch.load(tmp_path / 'out.pth', weights_only=True)['meta']['verify']['reference'] \
+        is None
+
+
+@pytest.mark.parametrize('library,name', [('torchvision', 'regnet_x_400mf'),
+                                          ('timm', 'regnety_002')])
+def test_verify_against_timm_and_torchvision_catches_a_swapped_tensor(library, name):
+    source = library_net(library, name).state_dict()
+    converted = convert_checkpoint(source).checkpoint['state_dict']
+    observed = read_arch(converted)
+    match = resolve_arch(observed)
+    ref, _ = build_reference(LAYOUTS[library], match.spec, observed, (2, 2, 2, 2), source)
+    assert ref.name.startswith(library)
+    assert verify(converted, match.spec, 'x', ref, '').max_abs_diff == 0
+    swapped = dict(converted)  # a mapping bug that shapes alone cannot reveal
+    swapped['layer2.0.bn1.weight'], swapped['layer2.0.bn2.weight'] = (
+        converted['layer2.0.bn2.weight'], converted['layer2.0.bn1.weight'])
+    with pytest.raises(ConversionError, match=f'outputs differ from {library}'):
+        verify(swapped, match.spec, 'x', ref, '')

@@ -5,9 +5,8 @@ from mmdet.models.backbones import RegNet as MMDetRegNet
 from mmengine.logging import MessageHub
 
 from mmregnet import RegNet
+from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint, convert_file
-
-from test_convert_sources import randomize_norms
 
 
 def runner_checkpoint(model_state):
@@ -23,6 +22,7 @@ def runner_checkpoint(model_state):
 def test_mmdet_run_checkpoint_converts_and_matches_mmdets_regnet(tmp_path):
     torch.manual_seed(0)
     backbone = randomize_norms(MMDetRegNet(arch='regnetx_400mf'))
+    backbone.eval()  # mmdet's ResNet.train() returns None
     state = {f'backbone.{k}': v for k, v in backbone.state_dict().items()}
     state['neck.lateral_convs.0.conv.weight'] = torch.zeros(256, 32, 1, 1)
     state['bbox_head.fc_cls.weight'] = torch.zeros(80, 256)

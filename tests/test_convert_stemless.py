@@ -5,11 +5,11 @@ import torch.nn.functional as F
 from pycls.models.anynet import AnyNet
 
 from mmregnet import RegNet
+from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint
 from mmregnet.convert.stemless import widen_inputs
 
 from conftest import pycls_anynet_kwargs
-from test_convert_sources import randomize_norms
 
 
 def tile(x, channels):
@@ -33,7 +33,7 @@ def test_widened_conv_computes_the_pretrained_conv_on_repeated_channels(old, new
 @pytest.mark.parametrize('preset', ['regnetx_200mf', 'regnety_200mf'])
 def test_stemless_backbone_reproduces_the_pretrained_network(preset):
     torch.manual_seed(0)
-    net = randomize_norms(AnyNet(**pycls_anynet_kwargs(preset)))
+    net = randomize_norms(AnyNet(**pycls_anynet_kwargs(preset))).eval()
     source = net.state_dict()
     result = convert_checkpoint({'model_state': source}, stemless_in_channels=64, verify=True)
     assert result.backbone == dict(in_channels=64, with_stem=False)

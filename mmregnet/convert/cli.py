@@ -28,7 +28,7 @@ _PREPROCESSING = {
 
 
 def parse_arch(text: str) -> Any:
-    """Reads ``--arch``/``--verify`` values: a preset name, or an arch dict as JSON.
+    """Reads ``--arch``/``--verify-arch`` values: a preset name, or an arch dict as JSON.
 
     Args:
         text: ``'regnetx_400mf'`` or ``'{"w0": 24, "wa": 24.48, ...}'``.
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--arch', help='preset name or JSON arch dict the weights must match '
                    '(default: inferred from the shapes)')
     p.add_argument('--keep-head', action='store_true',
-                   help='keep the classifier as fc.weight/fc.bias (default: drop it)')
+                   help="keep the classifier: write mmpretrain ImageClassifier keys "
+                   '(backbone.*, head.fc.*) instead of the backbone\'s (default: drop it)')
     p.add_argument('--state', choices=('auto', 'model', 'ema'), default='auto',
                    help='which weights of a checkpoint with EMA weights (default: the one '
                    'with the lower recorded error, as pycls does)')
@@ -74,9 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                    f'(PointPillars: 1 2 2 2; each 1 to {MAX_STRIDE})')
     p.add_argument('--allow-nonfinite', action='store_true',
                    help='convert weights that hold NaN or infinite values (refused by default)')
-    p.add_argument('--verify', nargs='?', const=True, default=False, metavar='ARCH',
-                   help='load the result strictly into RegNet(ARCH or the inferred arch) and '
-                   'compare with the source library where importable')
+    p.add_argument('--verify', action='store_true',
+                   help='load the result strictly into RegNet and compare its stage outputs '
+                   "with the source library's own network (pycls, timm, torchvision) where "
+                   'that library is importable')
+    p.add_argument('--verify-arch', metavar='ARCH',
+                   help='verify against RegNet(ARCH) (a preset name or JSON arch dict) instead '
+                   'of the inferred arch; implies --verify')
     p.add_argument('--force', action='store_true', help='replace an existing DST')
     p.add_argument('--debug', action='store_true', help='show tracebacks')
     return p
@@ -111,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def run() -> int:
         check_target(args.stemless, args.strides)  # before the source is read
-        verify = args.verify if isinstance(args.verify, bool) else parse_arch(args.verify)
+        verify = parse_arch(args.verify_arch) if args.verify_arch else args.verify
         for stale in remove_stale_parts(args.dst):
             print(f'removed {stale}, a temporary file left by a killed run', file=sys.stderr)
         result = convert_file(

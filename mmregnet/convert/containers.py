@@ -217,13 +217,17 @@ def extract(ckpt: Any, src_format: Optional[str] = None, prefer: str = 'auto',
     if all(k.startswith('module.') for k in state):  # saved from a DataParallel wrapper
         state = _strip(state, 'module.')
     prefix, layout = _choose(state, LAYOUTS[src_format] if src_format else None, prefix)
+    # An mmpretrain ImageClassifier: its LinearClsHead's classifier sits beside the backbone.
+    head = {f'head.fc.{leaf}': f'fc.{leaf}' for leaf in ('weight', 'bias')
+            if prefix == 'backbone.' and layout.name == 'mmdet' and f'head.fc.{leaf}' in state}
     others: Dict[str, int] = {}
     for key in state:
-        if not key.startswith(prefix):
+        if not key.startswith(prefix) and key not in head:
             top = key.split('.', 1)[0]
             others[top] = others.get(top, 0) + 1
     ignored = ignored + [f'{name}.* ({n} tensors, not the backbone)' for name, n in others.items()]
     backbone = _strip(state, prefix)
+    backbone.update({new: state[old] for old, new in head.items()})
     nonfinite = check_finite(backbone, allow_nonfinite)
     ignored += [f'the non-finite check (--allow-nonfinite): {item}' for item in nonfinite]
     return Extracted(backbone, layout, source_state, prefix, tuple(ignored))

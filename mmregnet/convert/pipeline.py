@@ -24,6 +24,9 @@ from .stemless import adapt_to_stemless, check_target
 from .verify import VerifyReport, verify as run_verify
 
 Verify = Union[bool, ArchLike]
+#: ``meta['keys']`` of a checkpoint with the classifier kept: mmpretrain's ``ImageClassifier``
+#: keys (``backbone.*`` and its ``LinearClsHead``'s ``head.fc.*``); otherwise ``'backbone'``.
+CLASSIFIER_KEYS = 'ImageClassifier'
 
 
 @dataclass(frozen=True)
@@ -48,14 +51,25 @@ class ConversionResult:
     verify: Optional[VerifyReport]
 
     def config_snippet(self, checkpoint_path: str) -> str:
-        """The backbone config that loads the result (mmengine ``Pretrained`` init)."""
+        """The config that loads the result: a backbone with a ``Pretrained`` init, or
+        with the classifier kept, an mmpretrain ``ImageClassifier`` (``model = dict(...)``)."""
         value = self.arch.config_value()
         arch = value if isinstance(value, str) else dict(value)
-        lines = ["backbone=dict(", "    type='mmregnet.RegNet',",
-                 f'    arch={_as_dict_call(arch)},']
-        lines += [f'    {k}={v!r},' for k, v in self.backbone.items()]
-        lines.append(f"    init_cfg=dict(type='Pretrained', checkpoint={checkpoint_path!r})),")
-        return '\n'.join(lines)
+        init = f"init_cfg=dict(type='Pretrained', checkpoint={checkpoint_path!r})"
+        kwargs = [f'{k}={v!r}' for k, v in self.backbone.items()]
+        if self.checkpoint['meta']['keys'] != CLASSIFIER_KEYS:
+            return '\n'.join(["backbone=dict(", "    type='mmregnet.RegNet',",
+                              f'    arch={_as_dict_call(arch)},']
+                             + [f'    {k},' for k in kwargs] + [f'    {init}),'])
+        classes, width = self.checkpoint['state_dict']['head.fc.weight'].shape
+        last = (len(self.observed.widths) - 1,)
+        backbone = ', '.join([f'arch={_as_dict_call(arch)}'] + kwargs + [f'out_indices={last}'])
+        return '\n'.join([
+            'model = dict(', "    type='ImageClassifier',",
+            f"    backbone=dict(type='mmregnet.RegNet', {backbone}),",
+            "    neck=dict(type='GlobalAveragePooling'),",
+            f"    head=dict(type='LinearClsHead', num_classes={classes}, in_channels={width}),",
+            f'    {init})'])
 
 
 def _as_dict_call(value: Any) -> str:
@@ -101,7 +115,8 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
         ckpt: The loaded checkpoint (see :func:`~mmregnet.convert.safe_io.load_checkpoint`).
         src_format: Force the source layout instead of detecting it.
         arch: A preset name or arch dict the weights must match; None infers it.
-        keep_head: Keep the classifier as ``fc.weight``/``fc.bias``.
+        keep_head: Keep the classifier: the result then has mmpretrain
+            ``ImageClassifier`` keys, ``backbone.*`` and ``head.fc.*``.
         state: ``'auto'``, ``'model'`` or ``'ema'`` for checkpoints with EMA weights.
         prefix: The backbone's module prefix in a detector checkpoint (detected if None).
         stemless_in_channels: Fit the weights to a stem-less backbone with this
@@ -121,6 +136,9 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
     check_target(stemless_in_channels, strides)
     found = extract(ckpt, src_format, state, prefix, allow_nonfinite)
     mapped = map_state_dict(found.state, found.layout)
+    if keep_head and not mapped.head:
+        raise ConversionError(f'--keep-head: the {found.layout.name} weights have no '
+                              'classifier to keep (drop --keep-head)')
     backbone, added = fill_batch_counters(mapped.backbone)
     observed = read_arch(backbone)
     check_target(stemless_in_channels, strides, len(observed.widths))
@@ -148,11 +166,12 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
         target, label = _verify_target(verify, match)
         report = run_verify(backbone, target, label, ref, skipped, **kwargs)
     state_dict = {k: _compact(v) for k, v in backbone.items()}
-    head = 'kept' if keep_head and mapped.head else 'dropped' if mapped.head else 'absent'
-    if head == 'kept':
-        state_dict.update({k: _compact(v) for k, v in mapped.head.items()})
-        notes.append('classifier head: kept (fc.weight, fc.bias; not part of the backbone, '
-                     'so Pretrained init skips them)')
+    head = 'kept' if keep_head else 'dropped' if mapped.head else 'absent'
+    if keep_head:
+        state_dict = {f'backbone.{k}': v for k, v in state_dict.items()}
+        state_dict.update({f'head.{k}': _compact(v) for k, v in mapped.head.items()})
+        notes.append("classifier head: kept; keys backbone.* and head.fc.*, as in mmpretrain's "
+                     'ImageClassifier with a GlobalAveragePooling neck and a LinearClsHead')
     else:
         notes.append(f'classifier head: {head}')
     meta = dict(
@@ -163,14 +182,15 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
         arch=match.config_value(), preset=match.name, arch_dict=match.spec.to_dict(),
         stages=dict(widths=list(observed.widths), depths=list(observed.depths),
                     group_widths=list(observed.group_widths)),
-        backbone=dict(kwargs), head=head, verify=report.to_meta() if report else None,
+        backbone=dict(kwargs), head=head, keys=CLASSIFIER_KEYS if keep_head else 'backbone',
+        verify=report.to_meta() if report else None,
         **{k: list(v) for k, v in changes.items()})
     return ConversionResult(dict(state_dict=state_dict, meta=meta), match, observed,
                             kwargs, tuple(notes), report)
 
 
 def _verify_target(verify: Verify, match: ArchMatch) -> Tuple[ArchLike, str]:
-    # --verify alone checks the matched arch; --verify ARCH checks the one given.
+    # --verify alone checks the matched arch; --verify-arch ARCH checks the one given.
     if verify is True:
         return match.spec, match.name or 'the inferred arch dict'
     return verify, verify if isinstance(verify, str) else 'the given arch'
