@@ -1,8 +1,10 @@
 """Converting published RegNet checkpoints into mmregnet's (= mmdet's) keys, safely and verifiably.
 
 Sources: pycls (the official model zoo's ``.pyth``), timm, torchvision and
-mmdet/mmdet3d checkpoints, detected from their keys. The arch is read off the
-tensor shapes and named as a preset or as an arch dict that reproduces them.
+mmdet/mmdet3d/mmpretrain checkpoints, detected from their keys. The arch is read
+off the tensor shapes and named as a preset or as an arch dict that reproduces
+them. The result is a backbone state dict, or with the classifier kept, the
+keys of an mmpretrain ``ImageClassifier`` (``backbone.*``, ``head.fc.*``).
 
 Example:
     >>> import torch

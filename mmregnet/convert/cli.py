@@ -51,8 +51,8 @@ def parse_arch(text: str) -> Any:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (also documents every option)."""
     p = argparse.ArgumentParser(
-        prog=_PROG, description='Convert a pycls, timm, torchvision or mmdet RegNet checkpoint '
-        'into mmregnet/mmdet RegNet weights ({"state_dict", "meta"}).')
+        prog=_PROG, description='Convert a pycls, timm, torchvision, mmdet or mmpretrain RegNet '
+        'checkpoint into mmregnet/mmdet RegNet weights ({"state_dict", "meta"}).')
     p.add_argument('src', help='source checkpoint (.pyth, .pth, .bin, .safetensors)')
     p.add_argument('dst', help='output file (written atomically; never the source)')
     p.add_argument('--src-format', choices=list(LAYOUTS),

@@ -109,7 +109,7 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
                        strides: Optional[Sequence[int]] = None, verify: Verify = False,
                        source_file: str = '', source_sha256: str = '',
                        allow_nonfinite: bool = False) -> ConversionResult:
-    """Converts a loaded pycls, timm, torchvision or mmdet checkpoint to mmregnet's keys.
+    """Converts a loaded pycls, timm, torchvision, mmdet or mmpretrain checkpoint to our keys.
 
     Args:
         ckpt: The loaded checkpoint (see :func:`~mmregnet.convert.safe_io.load_checkpoint`).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
-"""Convert a pycls, timm, torchvision or mmdet RegNet checkpoint into mmregnet weights.
+"""Convert a pycls, timm, torchvision, mmdet or mmpretrain RegNet checkpoint into mmregnet weights.
 
-Usage: ``python tools/model_converters/regnet2mmdet.py SRC DST [--verify] ...``
+Usage: ``python tools/model_converters/regnet2mmdet.py [--verify] [--keep-head] SRC DST ...``
 (``--help`` lists every option). The work is done by :mod:`mmregnet.convert`.
 """
 import sys
