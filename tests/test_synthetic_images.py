@@ -1,7 +1,6 @@
 """The generated bars dataset: each bar lies at its class's angle (measured from the pixels),
 the files are the same for the same options, mmpretrain's CustomDataset reads the folder with
 the intended labels, and the generator reuses, refuses and rejects as documented."""
-import hashlib
 import os
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import pytest
 
 from mmregnet.synthetic.images import (CLASSES, ImageSetSpec, generate_images, image_seed,
                                        render_bar)
+
+from test_synthetic import _digest  # every file's path and bytes under a folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ImageSetSpec(image_size=24, train_per_class=3, val_per_class=2, seed=5)
@@ -38,17 +39,6 @@ def test_bars_lie_at_their_class_angle(label, name):
         assert image.shape == (64, 64, 3) and image.dtype == np.uint8
         error = abs((_orientation(image) - CLASSES[name] + 90) % 180 - 90)
         assert error < 12, (name, index, _orientation(image))  # jitter 8 plus pixelation
-
-
-def _digest(root):
-    digest = hashlib.sha256()
-    for folder, _, files in sorted(os.walk(root)):
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            digest.update(os.path.relpath(path, root).encode())
-            with open(path, 'rb') as f:
-                digest.update(f.read())
-    return digest.hexdigest()
 
 
 def test_same_options_same_bytes_and_reuse(tmp_path):
