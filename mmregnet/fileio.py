@@ -134,6 +134,25 @@ def check_destination(path: str, force: bool, kind: str = 'file') -> str:
     return folder
 
 
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Holds SIGINT and SIGTERM back within the block; they arrive right after it.
+
+    Creating a temporary and remembering its name is then one step: a signal
+    cannot land in between and leave a temporary nobody removes. Outside the
+    main thread, or without ``pthread_sigmask``, the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            not hasattr(signal, 'pthread_sigmask'):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def _temp_prefix(path: str) -> str:
     return f'.{os.path.basename(os.path.abspath(path))}.{os.getpid()}.'
 
@@ -155,15 +174,18 @@ def atomic_output(path: str, force: bool = False) -> Iterator[str]:
     folder = check_destination(path, force, 'file')
     remove_stale_parts(path)
     with sigterm_raises():
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
-        os.close(fd)
+        tmp = None
         try:
+            with _signals_held():  # a Ctrl-C lands after the temporary is known, not before
+                fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
+                os.close(fd)
             yield tmp
             os.chmod(tmp, FILE_MODE)
             os.replace(tmp, path)
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(tmp)
 
 
 @contextlib.contextmanager
@@ -186,9 +208,10 @@ def atomic_folder(path: str, force: bool = False) -> Iterator[str]:
     folder = check_destination(path, force, 'folder')
     remove_stale_parts(path)
     with sigterm_raises():
-        tmp = tempfile.mkdtemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
-        old = None
+        tmp = old = None
         try:
+            with _signals_held():
+                tmp = tempfile.mkdtemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
             os.chmod(tmp, FOLDER_MODE)
             yield tmp
             if os.path.lexists(path):
