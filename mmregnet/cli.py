@@ -20,9 +20,11 @@ from .design_space.fit import RANKS, Target, search
 from .design_space.formatting import FORMATS, arch_text, format_records, format_size, \
     parse_size
 from .design_space.measure import Measure
-from .design_space.output import atomic_output
-from .design_space.population import read_column, sample_population, write_population
+from .design_space.population import MAX_NETS, read_column, sample_population, \
+    write_population
 from .design_space.space import PAPER_FLOPS_RANGE, SPACES
+from .errors import run_guarded
+from .fileio import atomic_output
 
 LIST_COLUMNS = {'name': 'name', 'params': 'params', 'flops': 'flops', 'acts': 'acts',
                 'widths': 'widths', 'depths': 'depths', 'group widths': 'group_widths'}
@@ -152,9 +154,9 @@ def _cmd_plot(args: argparse.Namespace) -> str:
             if len(set(labels)) < len(labels):
                 labels = list(args.edf)
             plot_edfs({label: read_column(p, args.column) for label, p in zip(labels, args.edf)},
-                      args.column, tmp)
+                      args.column, tmp, plot_format(args.out))
         else:
-            plot_widths(parse_arch(args.arch), tmp)
+            plot_widths(parse_arch(args.arch), tmp, plot_format(args.out))
     return f'wrote {args.out}\n'
 
 
@@ -202,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description='Draws nets from a design space as CSV, one row per net.\n'
                        f'spaces:\n{spaces}')
     p.add_argument('--space', choices=list(SPACES), required=True, metavar='SPACE')
-    p.add_argument('--n', type=int, default=500, help='number of nets (default 500)')
+    p.add_argument('--n', type=int, default=500,
+                   help=f'number of nets (default 500, the paper\'s; at most {MAX_NETS})')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--flops-range', nargs=2, type=_size, metavar=('LOW', 'HIGH'),
                    help='keep only nets in this range; the paper used %s %s' % tuple(
@@ -224,14 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Runs ``mmregnet``; returns the exit status (0, 1 for an error, 2 for bad usage)."""
+    """Runs ``mmregnet``; returns the exit status.
+
+    0 on success, 1 for an error (one line naming the input), 130 (Ctrl-C) or
+    143 (SIGTERM) when interrupted, 2 for bad usage (see :mod:`mmregnet.errors`).
+    """
     args = build_parser().parse_args(argv)
-    try:
+
+    def run() -> int:
         sys.stdout.write(args.run(args))
-    except (ValueError, TypeError, OSError) as e:
-        print(f'mmregnet {args.command}: error: {e}', file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return run_guarded(f'mmregnet {args.command}', run, known=(ValueError, TypeError, OSError))
 
 
 if __name__ == '__main__':

@@ -12,7 +12,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Optional
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,11 +46,11 @@ def plot_format(path: str) -> str:
     return fmt
 
 
-def _save(fig: Figure, path: str) -> None:
-    fig.savefig(path, format=plot_format(path))
+def _save(fig: Figure, path: str, fmt: Optional[str]) -> None:
+    fig.savefig(path, format=fmt or plot_format(path))
 
 
-def plot_widths(arch: ArchLike, path: str) -> None:
+def plot_widths(arch: ArchLike, path: str, fmt: Optional[str] = None) -> None:
     """Draws per-block widths: the quantized rule against the continuous linear one.
 
     The paper's figure of the RegNet parametrization: ``u_j = w0 + wa * j``
@@ -60,6 +60,7 @@ def plot_widths(arch: ArchLike, path: str) -> None:
     Args:
         arch: A preset name, an arch dict or an ArchSpec.
         path: Where to write the figure (``.png``, ``.pdf`` or ``.svg``).
+        fmt: The file type, when ``path`` does not end in it (a temporary file).
     """
     spec = get_arch(arch)
     d = spec.design()
@@ -83,10 +84,11 @@ def plot_widths(arch: ArchLike, path: str) -> None:
                  f'wm={spec.wm}, depth={spec.depth}', fontsize=10)
     ax.legend(loc='upper left', fontsize=8)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    _save(fig, path, fmt)
 
 
-def plot_edfs(populations: Mapping[str, np.ndarray], column: str, path: str) -> None:
+def plot_edfs(populations: Mapping[str, np.ndarray], column: str, path: str,
+              fmt: Optional[str] = None) -> None:
     """Overlays empirical distribution functions, one per population.
 
     ``F(x)`` is the fraction of a population's values below ``x`` (paper §3,
@@ -98,6 +100,7 @@ def plot_edfs(populations: Mapping[str, np.ndarray], column: str, path: str) -> 
         column: The column plotted, for the axis label (a log axis for
             ``params``, ``flops`` and ``acts``).
         path: Where to write the figure (``.png``, ``.pdf`` or ``.svg``).
+        fmt: The file type, when ``path`` does not end in it (a temporary file).
     """
     fig = _figure()
     ax = fig.add_subplot()
@@ -115,4 +118,4 @@ def plot_edfs(populations: Mapping[str, np.ndarray], column: str, path: str) -> 
     ax.set_title(f'EDF of {column}', fontsize=10)
     ax.legend(loc='lower right', fontsize=8)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    _save(fig, path, fmt)

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from typing import Any, Callable, Dict, IO, List, Optional, Tuple
 
 import numpy as np
 
+from ..checks import check_int
 from .formatting import format_size
 from .measure import Measure
 from .space import SPACES, Net
@@ -29,6 +31,8 @@ COLUMNS = ('index', 'space', 'params', 'flops', 'acts', 'depths', 'widths', 'bot
 MAX_DRAWS_PER_NET = 400
 #: Draws allowed before giving up when not a single net has been accepted.
 MAX_DRAWS_NONE_FOUND = 4000
+#: Most nets of a population (the paper draws 500; 100k take minutes, not hours).
+MAX_NETS = 100_000
 
 Progress = Callable[[int, int], None]
 
@@ -57,7 +61,7 @@ def sample_population(space: str, n: int, seed: int,
 
     Args:
         space: A name from :data:`~.space.SPACES`.
-        n: Number of nets (>= 1).
+        n: Number of nets (1 to :data:`MAX_NETS`).
         seed: Seed of the random generator.
         flops_range: ``(low, high)`` flops to keep, inclusive, or None for all.
         measure: How flops are counted (default: pycls's 224x224 ImageNet count).
@@ -73,8 +77,8 @@ def sample_population(space: str, n: int, seed: int,
     if space not in SPACES:
         raise ValueError(f'unknown design space {space!r}; expected one of: '
                          + ', '.join(SPACES))
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f'the number of nets must be a positive integer, got {n!r}')
+    check_int('the number of nets (--n)', n, 1, MAX_NETS,
+              f'a positive integer, at most {MAX_NETS}')
     if flops_range is not None and not 0 <= flops_range[0] <= flops_range[1]:
         raise ValueError(f'the flops range must be LOW <= HIGH, both >= 0, got {flops_range}')
     rng = np.random.default_rng(seed)
@@ -120,24 +124,38 @@ def read_column(path: str, column: str) -> np.ndarray:
         The column's values, float64, in file order.
 
     Raises:
-        ValueError: A missing column (the message lists the columns), a cell
-            that is not a number (with its line), or no value at all.
+        ValueError: A file that is not UTF-8 CSV text, a missing column (the
+            message lists the columns), a cell that is not a finite number
+            (with its line), or no value at all.
     """
-    with open(path, newline='') as f:
-        reader = csv.DictReader(f)
-        if reader.fieldnames is None or column not in reader.fieldnames:
-            raise ValueError(f'{path} has no column {column!r}; its columns are: '
-                             + ', '.join(reader.fieldnames or ['none (empty file)']))
-        values = []
-        for row in reader:
-            cell = (row.get(column) or '').strip()
-            if not cell:
-                continue
-            try:
-                values.append(float(cell))
-            except ValueError:
-                raise ValueError(f'{path}, line {reader.line_num}: column {column!r} must be '
-                                 f'a number, got {cell!r}') from None
+    try:
+        with open(path, newline='', encoding='utf-8') as f:
+            values = _read_cells(path, csv.DictReader(f), column)
+    except UnicodeDecodeError as e:
+        raise ValueError(f'{path} is not a CSV text file (byte {e.object[e.start]:#04x} at '
+                         f'offset {e.start} is not UTF-8)') from None
+    except csv.Error as e:
+        raise ValueError(f'{path} is not a CSV text file ({e})') from None
     if not values:
         raise ValueError(f'{path}: column {column!r} has no values')
     return np.asarray(values, dtype=np.float64)
+
+
+def _read_cells(path: str, reader: csv.DictReader, column: str) -> List[float]:
+    if reader.fieldnames is None or column not in reader.fieldnames:
+        raise ValueError(f'{path} has no column {column!r}; its columns are: '
+                         + ', '.join(reader.fieldnames or ['none (empty file)']))
+    values = []
+    for row in reader:
+        cell = (row.get(column) or '').strip()
+        if not cell:
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value):
+            raise ValueError(f'{path}, line {reader.line_num}: column {column!r} must be a '
+                             f'finite number, got {cell!r}')
+        values.append(value)
+    return values
