@@ -16,6 +16,7 @@ import torch.nn as nn
 from mmengine.hooks import Hook
 
 from .arch import ArchLike, arch_name, get_arch
+from .errors import InputError
 from .registry import HOOKS
 
 #: (backbone attribute, neck attribute) pairs of mmdet and mmdet3d detectors.
@@ -79,8 +80,9 @@ def check_neck_channels(model: nn.Module) -> None:
             attributes (wrapped models are unwrapped via ``.module``).
 
     Raises:
-        ValueError: Names the neck's ``in_channels``, the backbone's channels,
-            and the setting that fixes it.
+        InputError: (a ``ValueError``) Names the neck's ``in_channels``, the
+            backbone's channels, and the setting that fixes it; the tools
+            print it as one line and exit 1.
     """
     from .models import RegNet
     model = getattr(model, 'module', model)
@@ -94,7 +96,7 @@ def check_neck_channels(model: nn.Module) -> None:
         got = [got] if isinstance(got, int) else list(got)
         if got != expected:
             name = arch_name(backbone.arch) or backbone.arch.to_dict()
-            raise ValueError(
+            raise InputError(
                 f'{neck_attr}.in_channels={got} does not match the channels that '
                 f'{backbone_attr} (RegNet {name!r}, out_indices={backbone.out_indices}) '
                 f'emits: {expected}. Set {neck_attr}.in_channels={expected}, or derive it '

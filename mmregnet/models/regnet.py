@@ -165,7 +165,18 @@ class RegNet(BaseModule):
         return getattr(self, self.norm1_name)
 
     def init_weights(self) -> None:
-        """Applies ``init_cfg``; with the default one, zero-inits residual ends."""
+        """Applies ``init_cfg``; with the default one, zero-inits residual ends.
+
+        A ``Pretrained`` checkpoint (a local file) is checked first: one whose
+        backbone does not fit this one is refused, naming both archs, and so
+        are NaN or infinite weights, unless the init_cfg says
+        ``allow_partial=True`` / ``allow_nonfinite=True``
+        (:func:`mmregnet.runtime.weights.check_pretrained`).
+        """
+        if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained' \
+                and not getattr(self, '_is_init', False):
+            from ..runtime.weights import check_pretrained  # reads checkpoints: on use only
+            check_pretrained(self, self.init_cfg, **self._pretrained_options)
         super().init_weights()
         if self._default_init and self.zero_init_residual:
             for m in self.modules():

@@ -15,9 +15,31 @@ opens as a zip and every member passes its CRC check.
 import os
 import re
 import zipfile
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 _STEP = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """Why ``path`` is not a fully written torch (zip-format) checkpoint, or None if it is.
+
+    Args:
+        path: A file path.
+
+    Returns:
+        None for a complete checkpoint; else the reason (missing, empty,
+        truncated or corrupted), for the log.
+    """
+    if not os.path.isfile(path):
+        return 'missing'
+    if os.path.getsize(path) == 0:
+        return 'empty (0 bytes)'
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        return f'truncated or not a zip ({e})'
+    return None if bad is None else f'corrupt (member {bad} fails its CRC check)'
 
 
 def is_complete_checkpoint(path: str) -> bool:
@@ -29,13 +51,7 @@ def is_complete_checkpoint(path: str) -> bool:
     Returns:
         False for a missing, empty, truncated or corrupted file.
     """
-    if not os.path.isfile(path):
-        return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            return archive.testzip() is None
-    except (zipfile.BadZipFile, OSError, EOFError):
-        return False
+    return checkpoint_problem(path) is None
 
 
 def checkpoint_candidates(work_dir: str) -> List[str]:
@@ -69,7 +85,8 @@ def read_last_checkpoint(work_dir: str) -> Optional[str]:
     return path
 
 
-def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
+def find_resumable_checkpoint(work_dir: str,
+                              skipped: Optional[List[Tuple[str, str]]] = None) -> Optional[str]:
     """The newest complete checkpoint of a run, for ``--resume``.
 
     The complete ``epoch_N.pth`` / ``iter_N.pth`` with the highest N (a run
@@ -79,12 +96,22 @@ def find_resumable_checkpoint(work_dir: str) -> Optional[str]:
 
     Args:
         work_dir: The run's work directory.
+        skipped: If given, gets ``(path, reason)`` for each newer checkpoint
+            passed over (for the log).
 
     Returns:
         The checkpoint path, or None when the run has no complete checkpoint.
     """
+    skipped = [] if skipped is None else skipped
     for path in checkpoint_candidates(work_dir):
-        if is_complete_checkpoint(path):
+        problem = checkpoint_problem(path)
+        if problem is None:
             return path
+        skipped.append((path, problem))
     last = read_last_checkpoint(work_dir)
-    return last if last is not None and is_complete_checkpoint(last) else None
+    if last is None:
+        return None
+    problem = checkpoint_problem(last)
+    if problem is not None and all(path != last for path, _ in skipped):
+        skipped.append((last, f'{problem}; named by last_checkpoint'))
+    return last if problem is None else None

@@ -10,14 +10,17 @@ or by mmengine alone) on torch >= 2.6, with weights-only loading on.
 import argparse
 import importlib
 import json
+import logging
 import numbers
 import os
-from typing import Dict, Optional
+from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config, DictAction
+from mmengine.logging import print_log
 from mmengine.utils import import_modules_from_strings
 
 from ..compat import allow_mmengine_checkpoints, prepare_cpu_distributed
+from ..errors import InputError
 from .checkpoints import find_resumable_checkpoint
 from .scope import config_scope
 
@@ -96,7 +99,10 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
     """
     if resume is None:
         return None
-    checkpoint = find_resumable_checkpoint(cfg.work_dir) if resume == 'auto' else resume
+    skipped: List[Tuple[str, str]] = []
+    checkpoint = find_resumable_checkpoint(cfg.work_dir, skipped) if resume == 'auto' else resume
+    for path, why in skipped:  # each newer checkpoint passed over, and why
+        print_log(f'--resume: skipped {path}: {why}', logger='current', level=logging.WARNING)
     if resume != 'auto' and not os.path.isfile(resume):
         raise FileNotFoundError(f'--resume checkpoint {resume} does not exist')
     if checkpoint is not None:
@@ -105,15 +111,35 @@ def resolve_resume(cfg: Config, resume: Optional[str]) -> Optional[str]:
     return checkpoint
 
 
-def train(cfg: Config) -> None:
-    """Builds the runner and trains, allowing mmengine checkpoints to load."""
+def check_loaded_weights(runner, checkpoint: Optional[str], allow_partial: bool = False,
+                         allow_nonfinite: bool = False) -> None:
+    """Refuses a ``load_from``/``--resume`` checkpoint that does not fit the runner's model.
+
+    See :func:`mmregnet.runtime.weights.check_checkpoint_fits`; what the flags
+    allowed is logged.
+    """
+    if checkpoint:
+        from .weights import check_checkpoint_fits
+        for line in check_checkpoint_fits(runner.model, checkpoint, allow_partial,
+                                          allow_nonfinite):
+            print_log(line, logger='current', level=logging.WARNING)
+
+
+def train(cfg: Config, allow_partial: bool = False, allow_nonfinite: bool = False) -> None:
+    """Builds the runner and trains, allowing mmengine checkpoints to load.
+
+    A ``load_from`` (or resumed) checkpoint that does not fit the model is
+    refused unless ``allow_partial``; NaN/Inf weights unless ``allow_nonfinite``.
+    """
     runner = build_runner(cfg)
+    check_loaded_weights(runner, cfg.get('load_from'), allow_partial, allow_nonfinite)
     with allow_mmengine_checkpoints():
         runner.train()
 
 
 def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
-         metrics_out: Optional[str] = None) -> Dict[str, float]:
+         metrics_out: Optional[str] = None, allow_partial: bool = False,
+         allow_nonfinite: bool = False) -> Dict[str, float]:
     """Evaluates ``checkpoint`` with the config's test dataloader and evaluator.
 
     Args:
@@ -121,6 +147,9 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
         checkpoint: Weights to evaluate.
         out: Optional ``.pkl`` path for the raw predictions (mmengine's DumpResults).
         metrics_out: Optional ``.json`` path for the metrics.
+        allow_partial: Evaluate a checkpoint that does not fit the model
+            (refused by default, naming both archs).
+        allow_nonfinite: Evaluate NaN or infinite weights.
 
     Returns:
         The metrics.
@@ -131,11 +160,12 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
     cfg.resume = False
     if out is not None:
         if not out.endswith(('.pkl', '.pickle')):
-            raise ValueError(f'--out must name a .pkl or .pickle file, got {out}')
+            raise InputError(f'--out must name a .pkl or .pickle file, got {out}')
         evaluators = cfg.test_evaluator
         evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
         cfg.test_evaluator = evaluators + [dict(type='mmengine.DumpResults', out_file_path=out)]
     runner = build_runner(cfg)
+    check_loaded_weights(runner, checkpoint, allow_partial, allow_nonfinite)
     with allow_mmengine_checkpoints():
         metrics = runner.test()
     if metrics_out is not None and runner.rank == 0:
