@@ -7,10 +7,10 @@ pass as 1), and NaN or infinity wherever a number is.
 Example:
     >>> check_int('--n', 500, 1, 100000)
     500
-    >>> check_int('--n', True, 1, 100000)
+    >>> check_int('--n', True, 1, 100000)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    mmregnet.errors.InputError: --n must be an integer in 1..100000, got True (booleans are not integers)
+    mmregnet.errors.InputError: --n must be an integer in 1..100000, got True (booleans ...)
 """
 import math
 import numbers

@@ -142,4 +142,3 @@ def test_the_converter_child_dies_with_a_killed_parent():
         _wait_for(lambda: _gone(child), 'the child to end')
     finally:
         parent.kill()
-

@@ -61,8 +61,9 @@ def checkpoints(tmp_path_factory):
 
 def test_tools_test_refuses_a_checkpoint_of_another_arch(checkpoints, tmp_path, capsys):
     _, paths = checkpoints
-    code = _tool_main('test')([CONFIG, str(paths['other']), '--work-dir', str(tmp_path / 'work'),
-                      '--metrics-out', str(tmp_path / 'metrics.json')])
+    code = _tool_main('test')([CONFIG, str(paths['other']), '--work-dir',
+                               str(tmp_path / 'work'), '--metrics-out',
+                               str(tmp_path / 'metrics.json')])
     err = capsys.readouterr().err
     line = [e for e in err.splitlines() if e.startswith('tools/test.py: error: ')]
     assert code == 1 and len(line) == 1, err

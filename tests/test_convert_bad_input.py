@@ -246,8 +246,8 @@ class _Signals:
 
 
 @pytest.mark.parametrize('signum,status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_during_the_write_exits_130_or_143_and_leaves_nothing(tmp_path, capsys,
-                                                                       signum, status):
+def test_signal_during_the_write_exits_130_or_143_and_leaves_nothing(
+        tmp_path, capsys, signum, status):
     dst = tmp_path / 'dst.pth'
     big = {'state_dict': {'w': torch.zeros(1 << 20)}, 'late': _Signals(signum)}
     assert run_guarded('regnet2mmdet', lambda: save_checkpoint(big, str(dst))) == status

@@ -50,7 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         'x and y; set it to the detector\'s point-cloud range '
                         f'(> 0, at most {MAX_RANGE:g})')
     parser.add_argument('--objects-per-scene', type=int, default=40,
-                        help=f'object placement attempts per scene ({_bounds("objects_per_scene")})')
+                        help='object placement attempts per scene '
+                        f'({_bounds("objects_per_scene")})')
     parser.add_argument('--azimuth-steps', type=int, default=1080,
                         help='LiDAR firings per revolution and beam (fewer: smaller scans; '
                         f'{_bounds("azimuth_steps")})')

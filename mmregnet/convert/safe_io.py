@@ -18,16 +18,15 @@ read (:mod:`mmregnet.convert.safetensors_file`).
 import hashlib
 import os
 import pickle
-import pickletools
-import re
 import warnings
 import zipfile
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator
 
 import torch
 
 from ..fileio import atomic_output, check_destination as check_output
 from .errors import ConversionError
+from .pickles import refusal_message, unsafe_globals
 from .safetensors_file import load_safetensors
 
 _ZIP_MAGIC = b'PK\x03\x04'
@@ -37,8 +36,6 @@ _CHUNK = 1 << 20
 VIEW_FACTOR = 2
 #: Containers deeper than this are refused (a checkpoint nests a few levels).
 MAX_NESTING = 64
-_REFUSAL_PATTERNS = (r'GLOBAL (\S+) was not an allowed global', r'unsupported GLOBAL (\S+)',
-                     r'unrecognized function (.+?)(?: which belongs|$)', r'but got (<class [^>]+>)')
 
 
 def check_source_file(path: str) -> int:
@@ -141,8 +138,7 @@ def load_checkpoint(path: str) -> Any:
         try:
             ckpt = torch.load(path, map_location='cpu', weights_only=True, mmap=kind == 'zip')
         except pickle.UnpicklingError as e:
-            names = _unsafe_globals(path, kind)
-            refusal = _refusal(path, str(e), names)
+            refusal = refusal_message(path, str(e), unsafe_globals(path, kind == 'zip'))
             raise ConversionError(refusal or _corrupt(path, e)) from None
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -163,65 +159,6 @@ def _check_zip(path: str) -> None:
     if bad is not None:
         raise ConversionError(f'cannot read {path!r}: corrupt checkpoint (the zip member '
                               f'{bad!r} fails its CRC-32 check)')
-
-
-def _unsafe_globals(path: str, kind: str) -> List[str]:
-    """The globals a pickle asks for that the allow-list (in effect) does not have."""
-    if kind == 'zip':
-        try:
-            return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
-        except Exception:  # noqa: BLE001 - a corrupt data.pkl: torch's message may name one
-            return []
-    try:  # torch's own table of what weights_only builds; the zip scan above uses it too
-        from torch._weights_only_unpickler import _get_allowed_globals
-        allowed = set(_get_allowed_globals())
-    except ImportError:
-        allowed = set()
-    allowed |= {entry[1] if isinstance(entry, tuple) else
-                f'{entry.__module__}.{entry.__qualname__}'
-                for entry in torch.serialization.get_safe_globals()}
-    return sorted(set(pickle_globals(path)) - allowed)
-
-
-def pickle_globals(path: str, max_pickles: int = 8) -> List[str]:
-    """Names of the globals (classes, functions) the pickles at the start of a file refer to.
-
-    Read statically with :mod:`pickletools` (nothing is built or run); a legacy
-    torch file is several pickles in a row, followed by raw tensor data.
-
-    Args:
-        path: The file.
-        max_pickles: How many pickles in a row to read.
-
-    Returns:
-        ``module.name`` strings, in order of appearance.
-    """
-    names: List[str] = []
-    with open(path, 'rb') as f:
-        for _ in range(max_pickles):
-            strings: List[str] = []
-            try:
-                for op, arg, _ in pickletools.genops(f):
-                    if op.name in ('GLOBAL', 'INST'):
-                        names.append(str(arg).replace(' ', '.'))
-                    elif isinstance(arg, str) and 'UNICODE' in op.name:
-                        strings.append(arg)
-                    elif op.name == 'STACK_GLOBAL' and len(strings) >= 2:
-                        names.append(f'{strings[-2]}.{strings[-1]}')
-            except Exception:  # noqa: BLE001 - the end of the pickles, or damaged bytes
-                break
-    return names
-
-
-def _refusal(path: str, message: str, names: List[str]) -> Optional[str]:
-    found = [m.group(1) for p in _REFUSAL_PATTERNS for m in [re.search(p, message, re.M)] if m]
-    if not found and not names:
-        return None
-    what = ', '.join(names) if names else found[0]
-    return (f'refusing to load {path!r}: its pickle needs {what}, which could run arbitrary '
-            'code (only tensors, plain containers and mmengine\'s training logs are loaded, '
-            'weights_only=True); if you trust the file, re-save just its state dict with '
-            'torch.save')
 
 
 def _corrupt(path: str, error: BaseException) -> str:

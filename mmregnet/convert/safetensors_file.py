@@ -43,8 +43,10 @@ def _fail(path: str, what: str) -> ConversionError:
     return ConversionError(f'cannot read {path!r}: corrupt safetensors header ({what})')
 
 
-def _entry(path: str, name: str, info: Any, data_len: int) -> Tuple[torch.dtype, List[int],
-                                                                      int, int]:
+Entry = Tuple[torch.dtype, List[int], int, int]
+
+
+def _entry(path: str, name: str, info: Any, data_len: int) -> Entry:
     if not isinstance(info, dict):
         raise _fail(path, f'entry {name!r} is a {type(info).__name__}, not an object')
     missing = [k for k in ('dtype', 'shape', 'data_offsets') if k not in info]
@@ -73,7 +75,7 @@ def _entry(path: str, name: str, info: Any, data_len: int) -> Tuple[torch.dtype,
     return DTYPES[dtype], shape, offsets[0], offsets[1]
 
 
-def read_header(path: str) -> Tuple[Dict[str, Tuple[torch.dtype, List[int], int, int]], int, int]:
+def read_header(path: str) -> Tuple[Dict[str, Entry], int, int]:
     """Reads and checks a safetensors header; reads no tensor data.
 
     Args:

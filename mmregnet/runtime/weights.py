@@ -18,7 +18,6 @@ project's one unpickling allow-list, sizes checked against the file.
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from ..arch import arch_name
