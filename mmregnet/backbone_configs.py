@@ -113,17 +113,17 @@ def config_text(key: str, cfg: Dict[str, Any]) -> str:
     pts_neck=dict(in_channels=[64, 160, 384]),
     """
     if len(cfg) <= 2:
-        return f'{key}={_value_text(cfg)},\n'
-    lines = [f'    {k}={_value_text(v)},' for k, v in cfg.items()]
+        return f'{key}={value_text(cfg)},\n'
+    lines = [f'    {k}={value_text(v)},' for k, v in cfg.items()]
     return f'{key}=dict(\n' + '\n'.join(lines)[:-1] + '),\n'
 
 
-def _value_text(value: Any) -> str:
+def value_text(value: Any) -> str:
     """A config value as Python source, dicts written ``dict(a=1)`` as config files do."""
     if isinstance(value, dict) and all(isinstance(k, str) and k.isidentifier() for k in value):
-        return 'dict(' + ', '.join(f'{k}={_value_text(v)}' for k, v in value.items()) + ')'
+        return 'dict(' + ', '.join(f'{k}={value_text(v)}' for k, v in value.items()) + ')'
     if isinstance(value, list):
-        return '[' + ', '.join(_value_text(v) for v in value) + ']'
+        return '[' + ', '.join(value_text(v) for v in value) + ']'
     if isinstance(value, tuple):
-        return '(' + ', '.join(_value_text(v) for v in value) + (',)' if len(value) == 1 else ')')
+        return '(' + ', '.join(value_text(v) for v in value) + (',)' if len(value) == 1 else ')')
     return repr(value)

@@ -74,3 +74,47 @@ def test_show_pastes_into_mmdet(tmp_path, capsys, base):
     assert type(model.backbone) is RegNet
     assert cfg.model.neck.num_outs == 5  # the base's neck is kept, only its inputs change
     check_neck_channels(model)
+
+
+def _converted(tmp_path, capsys, preset, *options):
+    """Converts a random-init pycls network with the CLI; returns (file, printed snippet)."""
+    import torch
+    from pycls.models.anynet import AnyNet
+
+    from conftest import pycls_anynet_kwargs
+    from mmregnet.convert.cli import main as convert_cli
+    torch.manual_seed(0)
+    src, dst = tmp_path / 'pycls.pyth', tmp_path / 'converted.pth'
+    torch.save({'model_state': AnyNet(**pycls_anynet_kwargs(preset)).state_dict()}, src)
+    assert convert_cli([str(src), str(dst), *options]) == 0
+    out = capsys.readouterr().out
+    start = out.index('pts_backbone=dict(' if '--stemless' in options else 'backbone=dict(')
+    return dst, out[start:].rstrip() + '\n'
+
+
+def _assert_backbone_holds(model, attr, dst):
+    import torch
+    state = torch.load(dst, weights_only=True)['state_dict']
+    model.init_weights()  # the Pretrained init_cfg of the snippet loads the file
+    got = getattr(model, attr).state_dict()
+    assert all(torch.equal(got[k], v) for k, v in state.items())
+
+
+def test_converter_stemless_printout_pastes_into_pointpillars(tmp_path, capsys):
+    dst, snippet = _converted(tmp_path, capsys, 'regnetx_200mf', '--stemless', '64',
+                              '--strides', '1', '2', '2', '2')
+    cfg = _paste(tmp_path, 'mmdet3d::pointpillars/pointpillars_hv_fpn_sbn-all_8xb4-2x_nus-3d.py',
+                 snippet)
+    assert cfg.model.pts_backbone.init_cfg.checkpoint == str(dst)
+    model = _build(cfg, 'mmdet3d')
+    check_neck_channels(model)
+    _assert_backbone_holds(model, 'pts_backbone', dst)
+
+
+def test_converter_printout_pastes_into_mmdet(tmp_path, capsys):
+    dst, snippet = _converted(tmp_path, capsys, 'regnety_200mf')
+    cfg = _paste(tmp_path, 'mmdet::retinanet/retinanet_r50_fpn_1x_coco.py', snippet,
+                 f"neck=dict(in_channels={list(get_arch('regnety_200mf').design().widths)}),\n")
+    model = _build(cfg, 'mmdet')
+    check_neck_channels(model)
+    _assert_backbone_holds(model, 'backbone', dst)

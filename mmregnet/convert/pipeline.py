@@ -12,6 +12,8 @@ from torch import Tensor
 
 from .. import __version__
 from ..arch import ArchLike
+from ..backbone_configs import (bev_backbone, config_text, image_backbone, stage_channels,
+                                value_text)
 from .containers import extract
 from .errors import ConversionError
 from .fit import ArchMatch, resolve_arch
@@ -51,31 +53,34 @@ class ConversionResult:
     verify: Optional[VerifyReport]
 
     def config_snippet(self, checkpoint_path: str) -> str:
-        """The config that loads the result: a backbone with a ``Pretrained`` init, or
-        with the classifier kept, an mmpretrain ``ImageClassifier`` (``model = dict(...)``)."""
+        """The config that loads the result, ready to paste into a ``model=dict(...)``.
+
+        Stem-less weights give PointPillars' ``pts_backbone`` (mmdet3d's settings,
+        :func:`~mmregnet.backbone_configs.bev_backbone`), others mmdet's ``backbone``
+        (:func:`~mmregnet.backbone_configs.image_backbone`), each with a
+        ``Pretrained`` init of the file; with the classifier kept, an mmpretrain
+        ``ImageClassifier`` (``model = dict(...)``).
+        """
         value = self.arch.config_value()
         arch = value if isinstance(value, str) else dict(value)
-        init = f"init_cfg=dict(type='Pretrained', checkpoint={checkpoint_path!r})"
-        kwargs = [f'{k}={v!r}' for k, v in self.backbone.items()]
+        init = dict(type='Pretrained', checkpoint=checkpoint_path)
         if self.checkpoint['meta']['keys'] != CLASSIFIER_KEYS:
-            return '\n'.join(["backbone=dict(", "    type='mmregnet.RegNet',",
-                              f'    arch={_as_dict_call(arch)},']
-                             + [f'    {k},' for k in kwargs] + [f'    {init}),'])
+            if self.backbone.get('with_stem', True):
+                return config_text('backbone', image_backbone(arch, **self.backbone,
+                                                              init_cfg=init)).rstrip()
+            kwargs = {k: v for k, v in self.backbone.items() if k != 'with_stem'}
+            cfg = bev_backbone(arch, **kwargs, init_cfg=init)
+            neck = dict(in_channels=stage_channels(arch, cfg['out_indices']))
+            return (config_text('pts_backbone', cfg) + config_text('pts_neck', neck)).rstrip()
         classes, width = self.checkpoint['state_dict']['head.fc.weight'].shape
         last = (len(self.observed.widths) - 1,)
-        backbone = ', '.join([f'arch={_as_dict_call(arch)}'] + kwargs + [f'out_indices={last}'])
+        backbone = dict(type='mmregnet.RegNet', arch=arch, **self.backbone, out_indices=last)
         return '\n'.join([
             'model = dict(', "    type='ImageClassifier',",
-            f"    backbone=dict(type='mmregnet.RegNet', {backbone}),",
+            f'    backbone={value_text(backbone)},',
             "    neck=dict(type='GlobalAveragePooling'),",
             f"    head=dict(type='LinearClsHead', num_classes={classes}, in_channels={width}),",
-            f'    {init})'])
-
-
-def _as_dict_call(value: Any) -> str:
-    if isinstance(value, dict):
-        return 'dict(' + ', '.join(f'{k}={v!r}' for k, v in value.items()) + ')'
-    return repr(value)
+            f'    init_cfg={value_text(init)})'])
 
 
 def _compact(t: Tensor) -> Tensor:
