@@ -1,4 +1,5 @@
-"""The deploy form: folded norms, channels-last, compiled and exported paths equal the eval model.
+"""The backbone's deploy form: folded norms, channels-last, compiled and exported paths equal
+the eval model.
 
 Every BatchNorm gets random statistics and affine parameters first, so that a
 fold which ignored any of them would change the outputs.
@@ -13,8 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmregnet import RegNet
 from mmregnet.benchmark.backbone import randomize_norms
-from mmregnet.models.cpu_kernels import Kernels
-from mmregnet.models.deploy import export_onnx, fold_bn, fuse_conv_bn, trace
+from mmregnet.deploy import export_onnx, fold_bn, fuse_conv_bn, trace
 
 from conftest import ALL_PRESETS
 
@@ -53,27 +53,16 @@ def test_deploy_equals_eval_without_batchnorm(name, with_stem, build):
     convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
     assert all(m.bias is not None for m in convs)
     assert all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
-    assert net.cpu_kernels is not None
-    # The fused kernels, on oneDNN's primitives and on PyTorch's op, with kept
-    # buffers for every activation (PyTorch's op keeps only large ones by
-    # default, which these small inputs never make)...
-    for use_onednn in (True, False):
-        net.cpu_kernels = Kernels(min_buffer_bytes=0, use_onednn=use_onednn)
-        assert (net.cpu_kernels.onednn is not None) == use_onednn
-        x_copy = x.clone()
-        with torch.no_grad():
-            outs = net(x)
-            _assert_close(expected, outs, f'deploy (fused kernels, onednn={use_onednn})')
-            assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
-            kept = [o.clone() for o in outs]
-            # ...a second call, channels-last input, leaves the first outputs and the input alone...
-            x_cl = x.contiguous(memory_format=torch.channels_last)
-            _assert_close(expected, net(x_cl), 'cl in')
-            assert all(torch.equal(k, o) for k, o in zip(kept, outs))
-            assert torch.equal(x, x_copy) and torch.equal(x_cl, x_copy)
-    # ...and the plain modules, which autograd (like tracing and compiling) gets.
+    x_copy = x.clone()
+    with torch.no_grad():
+        outs = net(x)
+        _assert_close(expected, outs, 'deploy')
+        # The training module's forward on channels-last weights: channels-last outputs.
+        assert all(o.is_contiguous(memory_format=torch.channels_last) for o in outs)
+        _assert_close(expected, net(x.contiguous(memory_format=torch.channels_last)), 'cl in')
+    assert torch.equal(x, x_copy)
     with torch.enable_grad():
-        _assert_close(expected, [o.detach() for o in net(x)], 'deploy (plain modules)')
+        _assert_close(expected, [o.detach() for o in net(x)], 'deploy under autograd')
 
 
 @pytest.mark.parametrize('name', ALL_PRESETS)
@@ -134,20 +123,15 @@ def test_switch_is_one_way_idempotent_and_keeps_the_input_check(build):
         _assert_close(net(x), torch.jit.load(buf)(x), 'TorchScript saved and loaded')
 
 
-def test_deployed_model_moved_back_to_nchw_runs_nchw_with_the_same_outputs(build):
-    # The GPU's fp16 grouped convs can be faster in NCHW: the README tells users
-    # to move the weights back, and the inputs must follow them.
+def test_deploy_forward_is_the_training_modules_forward(build):
+    # No deploy dispatch: a deployed RegNet runs RegNet.forward over its own
+    # (folded) modules, so weights moved back to NCHW give NCHW outputs.
     x, expected, net = _pair(build, 'regnetx_400mf', with_stem=True)
     net.to(memory_format=torch.contiguous_format)
-    assert net._weight_memory_format() == torch.contiguous_format
     with torch.no_grad():
-        _assert_close(expected, net(x), 'NCHW weights, fused kernels')
-    with torch.enable_grad():  # the plain modules
-        outs = [o.detach() for o in net(x.contiguous(memory_format=torch.channels_last))]
-    _assert_close(expected, outs, 'NCHW weights, plain modules')
+        outs = net(x)
+    _assert_close(expected, outs, 'NCHW weights')
     assert all(o.is_contiguous() for o in outs)
-    net.to(memory_format=torch.channels_last)
-    assert net._weight_memory_format() == torch.channels_last
 
 
 def test_group_norm_is_kept_and_outputs_unchanged():
@@ -218,35 +202,27 @@ NUS_400MF = os.path.join(os.path.dirname(__file__), '..', 'configs', 'regnet',
                          'pointpillars_hv_regnet-400mf_fpn_sbn-all_8xb4-2x_nus-3d.py')
 
 
-def test_pointpillars_network_deploys_and_exports_equal(tmp_path):
-    """Backbone + FPN + head of a whole detector: deployed, traced, ONNX all equal eval."""
-    from mmregnet.benchmark.detector import (DetectorNetwork, detector_pair, load_config,
-                                             switch_detector_to_deploy)
-    ours, ref = detector_pair(load_config(NUS_400MF))
-    assert type(ref.pts_backbone).__name__ == 'NoStemRegNet'
-    _randomize_norms(ours)
-    ref.load_state_dict(ours.state_dict(), strict=True)
-    x = torch.randn(1, 64, 32, 48)
-    with torch.no_grad():
-        expected = DetectorNetwork(ref)(x)  # mmdet3d's own backbone: the independent reference
-        net = DetectorNetwork(switch_detector_to_deploy(ours))
-        assert not any(isinstance(m, _BatchNorm) for m in net.modules())
-        _assert_close(expected, net(x), 'deployed detector')
-        _assert_close(expected, torch.jit.freeze(trace(net, x))(x), 'traced detector')
-    pytest.importorskip('onnx')
-    ort = pytest.importorskip('onnxruntime')
-    path = export_onnx(net, x, str(tmp_path / 'pointpillars.onnx'))
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    _assert_close(expected, session.run(None, {'input': x.numpy()}), 'ONNX detector')
+def test_importing_deploy_loads_neither_onnxruntime_nor_mmdet3d():
+    import subprocess
+    import sys
+    code = ('import sys, mmregnet, mmregnet.deploy; '
+            "heavy = [m for m in ('onnxruntime', 'onnx', 'mmdet3d') if m in sys.modules]; "
+            'assert not heavy, heavy; '
+            'from mmregnet.deploy import OnnxDetector, switch_detector_to_deploy, switch_to_deploy;'
+            "assert 'onnxruntime' not in sys.modules")
+    root = os.path.join(os.path.dirname(__file__), '..')
+    result = subprocess.run([sys.executable, '-c', code], cwd=root, capture_output=True,
+                            text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_reference_config_and_generated_points_follow_the_config():
     import mmdet3d
     from mmengine.config import Config
 
-    from mmregnet.benchmark.detector import (load_config, point_dims, random_points,
-                                             reference_backbone_cfg)
-    cfg = load_config(NUS_400MF)
+    from mmregnet.benchmark.detector import random_points, reference_backbone_cfg
+    from mmregnet.deploy.configs import load_detector_config, point_dims
+    cfg = load_detector_config(NUS_400MF)
     ref = reference_backbone_cfg(dict(cfg.model.pts_backbone))
     # mmdet3d's own config of this detector is the oracle.
     theirs = Config.fromfile(os.path.join(os.path.dirname(mmdet3d.__file__), '.mim', 'configs',

@@ -1,7 +1,7 @@
 """The RegNet backbone for mmdet and mmdet3d detectors."""
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import torch
+import torch  # noqa: F401 - the docstring examples run with the module's globals
 import torch.nn as nn
 from mmcv.cnn import build_norm_layer
 from mmengine.model import BaseModule, constant_init
@@ -9,11 +9,9 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import ArchLike, get_arch, se_width
-from . import cpu_kernels
 from .arguments import (check_bool, check_channels, check_int, check_out_indices,
                         check_per_stage, check_size)
 from .blocks import Bottleneck
-from .deploy import switch_to_deploy
 
 ConfigType = Union[Dict, List[Dict]]
 
@@ -129,7 +127,6 @@ class RegNet(BaseModule):
         self.norm_eval = norm_eval
         self.zero_init_residual = zero_init_residual
         self.deploy = False  # set by switch_to_deploy()
-        self.cpu_kernels: Optional[cpu_kernels.Kernels] = None  # likewise
 
         channels, stride = in_channels, 1
         if with_stem:
@@ -206,27 +203,16 @@ class RegNet(BaseModule):
     def switch_to_deploy(self) -> 'RegNet':
         """Makes this backbone its faster inference form, in place and for good.
 
-        Folds BatchNorms into convs and runs channels-last, on fused oneDNN
-        kernels on the CPU (outputs come out channels-last, values within
-        float rounding of the eval model); see :mod:`mmregnet.models.deploy`.
-        A second call does nothing.
+        Folds BatchNorms into convs (in float64) and moves the weights to
+        channels-last; the forward stays this module's own, so outputs come
+        out channels-last with values within float rounding of the eval
+        model. See :mod:`mmregnet.deploy.bn_folding`. A second call does nothing.
 
         Returns:
             ``self``, in eval mode.
         """
+        from ..deploy.bn_folding import switch_to_deploy
         return switch_to_deploy(self)
-
-    def _weight_memory_format(self) -> torch.memory_format:
-        """The memory format of the first 3x3 conv's weight, which deploy inputs follow.
-
-        ``switch_to_deploy`` makes it channels-last; ``model.to(memory_format=
-        torch.contiguous_format)`` afterwards gives NCHW, faster for some
-        presets under fp16 on CUDA (README, Speed).
-        """
-        weight = self.layer1[0].conv2.weight
-        if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous():
-            return torch.channels_last
-        return torch.contiguous_format
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """Runs the backbone.
@@ -237,16 +223,11 @@ class RegNet(BaseModule):
         Returns:
             One ``(N, out_channels[k], H / out_strides[k], W / out_strides[k])``
             tensor per entry of ``out_indices`` (sizes rounded up); channels-last
-            once deployed, except where the weights were moved back to NCHW
-            and the plain modules run (on CUDA, under autograd): then NCHW.
+            in memory once deployed (the weights' format decides).
         """
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'RegNet expects input of shape (N, {self.in_channels}, H, W) '
                              f'(in_channels={self.in_channels}), got {tuple(x.shape)}')
-        if self.deploy:
-            if self.cpu_kernels is not None and cpu_kernels.applies(x):
-                return cpu_kernels.regnet_forward(self, x, self.cpu_kernels)
-            x = x.contiguous(memory_format=self._weight_memory_format())
         if self.with_stem:
             x = self.relu(self.norm1(self.conv1(x)))
         outs = []

@@ -1,4 +1,4 @@
-"""An exact HardVFE for inference that computes only the real points of each pillar.
+"""PointPillars' pillar encoder and scatter in an exact form that also exports to ONNX.
 
 mmdet3d's ``HardVFE`` (the voxel encoder of the nuScenes and Lyft PointPillars
 configs) runs its VFE layers on every slot of the voxelizer's ``(N, M, C)``
@@ -9,9 +9,15 @@ padding: on a 30k-point cloud the encoder took three quarters of a deployed
 The padding rows are zero going in, so within a pillar they stay equal to one
 another through every layer (a layer's input is the row's features and the
 pillar's max). :class:`DeployHardVFE` therefore computes the real points plus
-one padding row per pillar that has padding, and takes the same max: the
-result equals ``HardVFE``'s up to float rounding, with the BatchNorms folded
-into the linear layers.
+one padding row per pillar, and takes the same max: the result equals
+``HardVFE``'s up to float rounding, with the BatchNorms folded into the linear
+layers. It is written with operations ONNX has (``NonZero``, ``Gather``,
+``ScatterElements`` with a max reduction), so the same module runs in PyTorch
+and in an exported graph.
+
+:class:`PillarScatter` is mmdet3d's ``PointPillarsScatter`` for a batch given
+as a tensor: one scatter into a ``(B * H * W, C)`` canvas instead of a Python
+loop over samples, so the batch size stays a graph input.
 """
 from typing import List, Tuple
 
@@ -20,7 +26,24 @@ import torch.nn as nn
 from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .deploy import bn_scale_shift
+from .bn_folding import bn_scale_shift
+
+
+class _ScatterMax(torch.autograd.Function):
+    """``base.scatter_reduce(0, index, src, 'amax')`` exported as one ``ScatterElements``.
+
+    torch.onnx's own symbolic for ``scatter_reduce`` wraps the op in ``If``
+    nodes for 0-d inputs, whose shape annotations make ONNX Runtime warn on
+    every run; the inputs here are never 0-d.
+    """
+
+    @staticmethod
+    def forward(ctx, base: Tensor, index: Tensor, src: Tensor) -> Tensor:
+        return base.scatter_reduce(0, index, src, 'amax', include_self=True)
+
+    @staticmethod
+    def symbolic(g, base, index, src):
+        return g.op('ScatterElements', base, index, src, axis_i=0, reduction_s='max')
 
 
 def _folded(linear: nn.Linear, norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
@@ -37,6 +60,9 @@ def unsupported_reason(vfe: nn.Module) -> str:
 
     Args:
         vfe: A voxel encoder.
+
+    Returns:
+        The reason, or ``''``.
     """
     if type(vfe).__name__ != 'HardVFE':
         return f'it is a {type(vfe).__name__}, not a HardVFE'
@@ -89,23 +115,25 @@ class DeployHardVFE(nn.Module):
             weight, bias = _folded(layer.linear, layer.norm)
             self.weights.append(nn.Parameter(weight, requires_grad=False))
             self.biases.append(nn.Parameter(bias, requires_grad=False))
+        self.out_channels = self.weights[-1].shape[0]
 
     def _decorated(self, features: Tensor, num_points: Tensor, coors: Tensor,
-                   voxel: Tensor, slot: Tensor) -> Tensor:
+                   flat: Tensor, voxel: Tensor) -> Tensor:
         """The real points' rows as HardVFE decorates them: point, cluster, center, distance."""
-        points = features[voxel, slot]
+        n, m, c = features.shape
+        points = features.reshape(n * m, c).index_select(0, flat)
         xyz = points[:, :3]
         parts: List[Tensor] = [points]
         if self.with_cluster_center:
             # As HardVFE: the sum over all slots (padding is zero) over the point count.
             mean = features[:, :, :3].sum(dim=1) / num_points.type_as(features).view(-1, 1)
-            parts.append(xyz - mean[voxel])
+            parts.append(xyz - mean.index_select(0, voxel))
         if self.with_voxel_center:
             # coors are (batch, z, y, x).
-            grid = coors[:, [3, 2, 1]].type_as(features)
-            center = torch.stack([grid[:, k] * self.voxel_size[k] + self.offsets[k]
+            grid = coors.index_select(0, voxel).type_as(features)
+            center = torch.stack([grid[:, 3 - k] * self.voxel_size[k] + self.offsets[k]
                                   for k in range(3)], dim=1)
-            parts.append(xyz - center[voxel])
+            parts.append(xyz - center)
         if self.with_distance:
             parts.append(torch.norm(xyz, 2, 1, keepdim=True))
         return torch.cat(parts, dim=1)
@@ -116,7 +144,7 @@ class DeployHardVFE(nn.Module):
 
         Args:
             features: ``(N, M, C)`` points per pillar, zero beyond ``num_points``.
-            num_points: ``(N,)`` points in each pillar.
+            num_points: ``(N,)`` points in each pillar, at least one.
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
             *args: Ignored (HardVFE's image features and metas, for fusion).
             **kwargs: Ignored, likewise.
@@ -124,21 +152,74 @@ class DeployHardVFE(nn.Module):
         Returns:
             ``(N, feat_channels[-1])`` pillar features.
         """
-        n, m = features.shape[:2]
+        n, m = features.shape[0], features.shape[1]
         real = torch.arange(m, device=features.device) < num_points.view(-1, 1)
-        voxel, slot = real.nonzero(as_tuple=True)
+        # Row-major positions of the real points in (N * M): pillar = position // M.
+        flat = real.reshape(n * m).nonzero().reshape(-1)
+        voxel = torch.div(flat, m, rounding_mode='floor')
         has_padding = (num_points < m).view(-1, 1)
-        rows = self._decorated(features, num_points, coors, voxel, slot)
+        rows = self._decorated(features, num_points, coors, flat, voxel)
         padding = rows.new_zeros(n, rows.shape[1])  # HardVFE masks padding to zero
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             rows = torch.relu(torch.addmm(bias, rows, weight.t()))
             padding = torch.relu(torch.addmm(bias, padding, weight.t()))
             # ReLU outputs are >= 0, so 0 is a neutral start for the max.
-            pooled = rows.new_zeros(n, rows.shape[1]).scatter_reduce_(
-                0, voxel.view(-1, 1).expand_as(rows), rows, 'amax', include_self=True)
+            index = voxel.view(-1, 1).expand(rows.shape[0], rows.shape[1])
+            pooled = _ScatterMax.apply(rows.new_zeros(n, rows.shape[1]), index, rows)
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
             if i < last:  # the next layer also sees each pillar's max
-                rows = torch.cat([rows, pooled[voxel]], dim=1)
+                rows = torch.cat([rows, pooled.index_select(0, voxel)], dim=1)
                 padding = torch.cat([padding, pooled], dim=1)
         return pooled
+
+
+class PillarScatter(nn.Module):
+    """mmdet3d's ``PointPillarsScatter`` with the batch size as a tensor.
+
+    Args:
+        in_channels: Channels of the pillar features.
+        output_shape: ``(ny, nx)`` of the BEV canvas, as ``PointPillarsScatter``'s.
+
+    Example:
+        >>> scatter = PillarScatter(2, (3, 4))
+        >>> feats = torch.tensor([[1., 2.], [3., 4.]])
+        >>> coors = torch.tensor([[0, 0, 1, 2], [1, 0, 2, 3]], dtype=torch.int32)
+        >>> canvas = scatter(feats, coors, torch.tensor(2))
+        >>> canvas.shape, canvas[0, :, 1, 2].tolist(), canvas[1, :, 2, 3].tolist()
+        (torch.Size([2, 2, 3, 4]), [1.0, 2.0], [3.0, 4.0])
+    """
+
+    def __init__(self, in_channels: int, output_shape: Tuple[int, int]) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.ny, self.nx = (int(s) for s in output_shape)
+
+    @classmethod
+    def from_mmdet3d(cls, scatter: nn.Module) -> 'PillarScatter':
+        """The equal of an mmdet3d ``PointPillarsScatter``.
+
+        Raises:
+            ValueError: If ``scatter`` is another middle encoder.
+        """
+        if type(scatter).__name__ != 'PointPillarsScatter':
+            raise ValueError(f'PillarScatter replaces a PointPillarsScatter only, got '
+                             f'{type(scatter).__name__}')
+        return cls(scatter.in_channels, (scatter.ny, scatter.nx))
+
+    def forward(self, features: Tensor, coors: Tensor, batch_size: Tensor) -> Tensor:
+        """Scatters pillar features to the BEV canvas.
+
+        Args:
+            features: ``(N, C)`` pillar features.
+            coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
+            batch_size: A 0-d integer tensor, the number of samples ``B``.
+
+        Returns:
+            ``(B, C, ny, nx)``, zero where there is no pillar (channels-last in memory).
+        """
+        coors = coors.long()
+        index = (coors[:, 0] * self.ny + coors[:, 2]) * self.nx + coors[:, 3]
+        canvas = features.new_zeros(batch_size * (self.ny * self.nx), self.in_channels)
+        canvas = canvas.index_put((index,), features)
+        return canvas.view(batch_size, self.ny, self.nx, self.in_channels).permute(0, 3, 1, 2)

@@ -1,12 +1,12 @@
-"""The inference ("deploy") form of a RegNet and of the convs around it.
+"""The inference ("deploy") form of a RegNet and of the convs around it, in plain PyTorch.
 
-Deploying folds every BatchNorm into the convolution before it (the conv
-gains a bias, the norm becomes :class:`torch.nn.Identity`), and moves weights
-and activations to channels-last memory format, where oneDNN runs 1x1 and
-grouped convs without reordering tensors on every call. On the CPU it then
-runs fused oneDNN kernels (:mod:`mmregnet.models.cpu_kernels`). The outputs
-equal the eval-mode model's up to float rounding. It is one-way: the running statistics
-are gone, so a deployed model cannot be trained as the original.
+Deploying folds every BatchNorm into the convolution before it (the conv gains
+a bias, the norm becomes :class:`torch.nn.Identity`) and moves the weights to
+channels-last memory format, where oneDNN runs 1x1 and grouped convs without
+reordering tensors on every call. The forward is the training module's own;
+the outputs equal the eval-mode model's up to float rounding. It is one-way:
+the running statistics are gone, so a deployed model cannot be trained as the
+original.
 
 Example:
     >>> import torch
@@ -19,26 +19,26 @@ Example:
     >>> all(torch.allclose(a, b, atol=1e-4) for a, b in zip(ref, fast))
     True
 """
-import contextlib
 import copy
-import importlib.util
-import os
-import tempfile
-import warnings
-from typing import Iterator, Optional, Sequence, Tuple
+from typing import Tuple
 
 import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import cpu_kernels
-from .blocks import Bottleneck
+from ..models.blocks import Bottleneck
 
 Conv = (nn.Conv2d, nn.ConvTranspose2d)
 
 
 def bn_scale_shift(norm: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
     """The eval-mode BatchNorm as ``y = x * scale + shift`` per channel, in float64.
+
+    Args:
+        norm: A BatchNorm (BN, SyncBN, mmcv's naiveSyncBN) with running statistics.
+
+    Returns:
+        ``(scale, shift)``, float64 vectors over the channels.
 
     Raises:
         TypeError: If ``norm`` is not a BatchNorm.
@@ -102,25 +102,6 @@ def fold_bn(conv: nn.Module, norm: _BatchNorm) -> nn.Module:
     return fused
 
 
-def fuse_bottleneck(block: Bottleneck) -> Bottleneck:
-    """Folds each BatchNorm of a :class:`Bottleneck` into its conv, in place.
-
-    Norms that are not BatchNorms (GroupNorm...) are kept as they are.
-
-    Args:
-        block: The block; its norms are replaced by ``nn.Identity``.
-
-    Returns:
-        ``block``.
-    """
-    for i in (1, 2, 3):
-        conv_name, norm_name = f'conv{i}', getattr(block, f'norm{i}_name')
-        _fold_pair(block, conv_name, norm_name)
-    if block.downsample is not None:
-        _fold_pair(block.downsample, '0', '1')
-    return block
-
-
 def _fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
     """Folds ``parent.<norm_name>`` into ``parent.<conv_name>`` if it is a BatchNorm."""
     norm = getattr(parent, norm_name)
@@ -131,11 +112,35 @@ def _fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
     return True
 
 
+def fuse_bottleneck(block: Bottleneck) -> Bottleneck:
+    """Folds each BatchNorm of a RegNet :class:`~mmregnet.models.blocks.Bottleneck`, in place.
+
+    Norms that are not BatchNorms (GroupNorm...) are kept as they are.
+
+    Args:
+        block: The block; its norms are replaced by ``nn.Identity``.
+
+    Returns:
+        ``block``.
+    """
+    for i in (1, 2, 3):
+        _fold_pair(block, f'conv{i}', getattr(block, f'norm{i}_name'))
+    if block.downsample is not None:
+        _fold_pair(block.downsample, '0', '1')
+    return block
+
+
+def _is_conv_module(module: nn.Module) -> bool:
+    """Whether ``module`` is an mmcv ``ConvModule`` with a norm (duck-typed)."""
+    return (getattr(module, 'with_norm', False) and hasattr(module, 'norm_name')
+            and hasattr(module, 'order') and isinstance(getattr(module, 'conv', None), Conv))
+
+
 def fuse_conv_bn(module: nn.Module) -> int:
     """Folds BatchNorms into the convs before them anywhere in ``module``, in place.
 
     Handles mmcv's ``ConvModule`` (conv then norm in its ``order``), this
-    package's :class:`Bottleneck` and ``nn.Sequential`` runs of conv then
+    package's RegNet bottleneck and ``nn.Sequential`` runs of conv then
     BatchNorm (SECOND-FPN's deconv blocks). Other norms are left in place.
 
     Args:
@@ -162,19 +167,12 @@ def fuse_conv_bn(module: nn.Module) -> int:
     return folded
 
 
-def _is_conv_module(module: nn.Module) -> bool:
-    """Whether ``module`` is an mmcv ``ConvModule`` with a norm (duck-typed)."""
-    return (getattr(module, 'with_norm', False) and hasattr(module, 'norm_name')
-            and hasattr(module, 'order') and isinstance(getattr(module, 'conv', None), Conv))
-
-
 def switch_to_deploy(model: nn.Module) -> nn.Module:
     """Turns a RegNet into its inference form, in place (see the module doc).
 
     Sets the model to eval mode, folds the stem's and every block's
-    BatchNorm into its conv, moves the weights to channels-last, sets
-    ``model.deploy = True`` and, if every norm was folded, gives it the fused
-    CPU kernels of :mod:`mmregnet.models.cpu_kernels`. A second call does nothing.
+    BatchNorm into its conv, moves the weights to channels-last and sets
+    ``model.deploy = True``. A second call does nothing.
 
     Args:
         model: A :class:`~mmregnet.models.RegNet`.
@@ -192,77 +190,4 @@ def switch_to_deploy(model: nn.Module) -> nn.Module:
             fuse_bottleneck(block)
     model.to(memory_format=torch.channels_last)
     model.deploy = True
-    model.cpu_kernels = cpu_kernels.Kernels() if cpu_kernels.foldable(model) else None
     return model
-
-
-@contextlib.contextmanager
-def quiet_shape_check() -> Iterator[None]:
-    """Silences the tracer's warning about RegNet's input-channel check, within the block.
-
-    The check is a Python ``if`` on the input's shape; tracing bakes it in,
-    which is right for a fixed channel count. Other tracer warnings still show.
-    """
-    with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning,
-                                module=r'mmregnet\.models\.regnet')
-        yield
-
-
-def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    """TorchScript of ``model`` by tracing (RegNet's forward is not scriptable).
-
-    Args:
-        model: A backbone or any network taking one tensor.
-        example: An input of the shape it will see, ``(N, C, H, W)``.
-
-    Returns:
-        The traced module; ``torch.jit.freeze`` it for oneDNN fusions.
-    """
-    with quiet_shape_check(), torch.no_grad():
-        return torch.jit.trace(model, example)
-
-
-def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
-                output_names: Optional[Sequence[str]] = None, opset: int = 17) -> str:
-    """Writes ``model`` as ONNX with dynamic batch and spatial sizes.
-
-    Uses the TorchScript-based exporter (``dynamo=False``), which needs the
-    ``onnx`` package but not ``onnxscript``. The file appears complete or not at all.
-
-    Args:
-        model: A network taking one ``(N, C, H, W)`` tensor, named ``input``.
-        example: An input for tracing.
-        path: Where to write the ``.onnx`` file.
-        output_names: Names of the outputs (default ``output0``, ``output1``...).
-        opset: ONNX opset version.
-
-    Returns:
-        ``path``.
-
-    Raises:
-        ImportError: Without the ``onnx`` package.
-        ValueError: If ``output_names`` does not name every output.
-    """
-    if importlib.util.find_spec('onnx') is None:
-        raise ImportError('export_onnx needs the onnx package (torch.onnx writes through it): '
-                          'pip install onnx')
-    with torch.no_grad():
-        outputs = model(example)
-    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-    names = list(output_names or [f'output{i}' for i in range(len(outputs))])
-    if len(names) != len(outputs):
-        raise ValueError(f'{len(names)} output names for {len(outputs)} outputs')
-    spatial = {0: 'batch', 2: 'height', 3: 'width'}
-    axes = {'input': spatial, **{n: spatial for n, o in zip(names, outputs) if o.dim() == 4}}
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
-    try:
-        with quiet_shape_check():
-            torch.onnx.export(model, (example,), tmp, dynamo=False, opset_version=opset,
-                              input_names=['input'], output_names=names, dynamic_axes=axes)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path

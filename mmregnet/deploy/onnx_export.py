@@ -1,0 +1,109 @@
+"""TorchScript and ONNX files of a backbone (one image-like input) or of any module."""
+import contextlib
+import importlib.util
+import warnings
+from typing import Dict, Iterator, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+
+from ..fileio import atomic_output
+
+#: The ONNX opset of every file mmregnet writes (ScatterElements' max reduction needs 18).
+OPSET = 18
+
+
+@contextlib.contextmanager
+def quiet_shape_check() -> Iterator[None]:
+    """Silences the tracer's warning about RegNet's input-channel check, within the block.
+
+    The check is a Python ``if`` on the input's shape; tracing bakes it in,
+    which is right for a fixed channel count. Other tracer warnings still show.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning,
+                                module=r'mmregnet\.models\.regnet')
+        yield
+
+
+def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
+    """TorchScript of ``model`` by tracing (RegNet's forward is not scriptable).
+
+    Args:
+        model: A backbone or any network taking one tensor.
+        example: An input of the shape it will see, ``(N, C, H, W)``.
+
+    Returns:
+        The traced module; ``torch.jit.freeze`` it for oneDNN fusions.
+    """
+    with quiet_shape_check(), torch.no_grad():
+        return torch.jit.trace(model, example)
+
+
+def require_onnx() -> None:
+    """Raises ImportError naming the package when ``onnx`` is missing (torch.onnx needs it)."""
+    if importlib.util.find_spec('onnx') is None:
+        raise ImportError('ONNX export needs the onnx package (torch.onnx writes through it): '
+                          'pip install onnx')
+
+
+def export_graph(module: nn.Module, args: Tuple, path: str, input_names: Sequence[str],
+                 output_names: Sequence[str], dynamic_axes: Dict[str, Dict[int, str]],
+                 force: bool = True) -> str:
+    """Writes ``module`` called on ``args`` as an ONNX file, complete or not at all.
+
+    The one place mmregnet calls ``torch.onnx.export``: the TorchScript-based
+    exporter (``dynamo=False``, which needs ``onnx`` but not ``onnxscript``),
+    opset :data:`OPSET`, RegNet's input check silenced.
+
+    Args:
+        module: The module to trace.
+        args: Example inputs.
+        path: The ``.onnx`` file (:func:`mmregnet.fileio.atomic_output`).
+        input_names: A name per input.
+        output_names: A name per output.
+        dynamic_axes: Name to ``{axis: symbol}`` for the sizes that vary.
+        force: Replace an existing file.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ImportError: Without the ``onnx`` package.
+    """
+    require_onnx()
+    with atomic_output(path, force=force) as tmp, quiet_shape_check(), torch.no_grad():
+        torch.onnx.export(module, tuple(args), tmp, dynamo=False, opset_version=OPSET,
+                          input_names=list(input_names), output_names=list(output_names),
+                          dynamic_axes=dynamic_axes)
+    return path
+
+
+def export_onnx(model: nn.Module, example: torch.Tensor, path: str,
+                output_names: Optional[Sequence[str]] = None, force: bool = True) -> str:
+    """Writes a backbone as ONNX with dynamic batch and spatial sizes.
+
+    Args:
+        model: A network taking one ``(N, C, H, W)`` tensor, named ``input``.
+        example: An input for tracing.
+        path: Where to write the ``.onnx`` file (complete or not at all).
+        output_names: Names of the outputs (default ``output0``, ``output1``...).
+        force: Replace an existing file.
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ImportError: Without the ``onnx`` package.
+        ValueError: If ``output_names`` does not name every output.
+    """
+    require_onnx()
+    with torch.no_grad():
+        outputs = model(example)
+    outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+    names = list(output_names or [f'output{i}' for i in range(len(outputs))])
+    if len(names) != len(outputs):
+        raise ValueError(f'{len(names)} output names for {len(outputs)} outputs')
+    spatial = {0: 'batch', 2: 'height', 3: 'width'}
+    axes = {'input': spatial, **{n: spatial for n, o in zip(names, outputs) if o.dim() == 4}}
+    return export_graph(model, (example,), path, ['input'], names, axes, force=force)
