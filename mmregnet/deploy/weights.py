@@ -1,0 +1,53 @@
+"""Loading a detector checkpoint for export: the project's loader and fit check, one message.
+
+Reading is :func:`mmregnet.runtime.weights.checkpoint_state` (weights only,
+the project's one unpickling allow-list, sizes checked); a checkpoint that
+does not fit the config's detector is refused before anything is exported,
+naming the arch its RegNet backbone holds against the config's
+(:func:`mmregnet.runtime.weights.fit_problems`, which reads the arch off the
+tensor shapes as the converter does).
+"""
+from typing import Dict, Mapping
+
+import torch
+import torch.nn as nn
+
+from .errors import DeployError
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file (hex), read in chunks."""
+    from ..convert.safe_io import file_sha256 as sha256
+    return sha256(path)
+
+
+def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """The state dict of a checkpoint file (a Runner checkpoint or a bare state dict).
+
+    Raises:
+        mmregnet.errors.InputError: Missing, unreadable or refused, or holding no weights.
+    """
+    from ..runtime.weights import checkpoint_state
+    return checkpoint_state(path)
+
+
+def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], checkpoint: str,
+                 config: str) -> None:
+    """Loads ``state`` into ``model`` strictly, or refuses it in one line.
+
+    Args:
+        model: The config's detector.
+        state: The checkpoint's weights.
+        checkpoint: Its file, for the message.
+        config: The config's file, for the message.
+
+    Raises:
+        DeployError: Weights that do not fit: the backbone arch each side has,
+            then counts and examples of mismatching, missing and extra tensors.
+    """
+    from ..runtime.weights import fit_problems
+    problem = fit_problems(model, state)
+    if problem:
+        raise DeployError(f'checkpoint {checkpoint} does not fit config {config}: {problem}; '
+                          'export it with the config it was trained with')
+    model.load_state_dict(state, strict=True)
