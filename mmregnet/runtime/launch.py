@@ -8,6 +8,7 @@ Every runner saves checkpoints that weights-only ``torch.load`` accepts
 or by mmengine alone) on torch >= 2.6, with weights-only loading on.
 """
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -25,6 +26,7 @@ from .checkpoints import find_resumable_checkpoint
 from .scope import config_scope
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
+BACKENDS = ('pytorch', 'onnxruntime')
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -138,15 +140,21 @@ def train(cfg: Config, allow_partial: bool = False, allow_nonfinite: bool = Fals
 
 
 def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
-         metrics_out: Optional[str] = None, allow_partial: bool = False,
+         metrics_out: Optional[str] = None, backend: str = 'pytorch',
+         providers: Optional[List[str]] = None, allow_partial: bool = False,
          allow_nonfinite: bool = False) -> Dict[str, float]:
     """Evaluates ``checkpoint`` with the config's test dataloader and evaluator.
 
     Args:
         cfg: The config.
-        checkpoint: Weights to evaluate.
+        checkpoint: Weights to evaluate; with ``backend='onnxruntime'`` also a
+            folder of ``tools/deployment/export_detector.py``.
         out: Optional ``.pkl`` path for the raw predictions (mmengine's DumpResults).
         metrics_out: Optional ``.json`` path for the metrics.
+        backend: ``'pytorch'`` (the config's model) or ``'onnxruntime'`` (the
+            detector exported to ONNX, see :mod:`mmregnet.deploy.evaluation`;
+            a checkpoint file is exported into a temporary folder first).
+        providers: ONNX Runtime providers for ``'onnxruntime'``.
         allow_partial: Evaluate a checkpoint that does not fit the model
             (refused by default, naming both archs).
         allow_nonfinite: Evaluate NaN or infinite weights.
@@ -154,8 +162,15 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
     Returns:
         The metrics.
     """
-    if not os.path.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint} does not exist')
+    if backend not in BACKENDS:
+        raise InputError(f'--backend must be one of {", ".join(BACKENDS)}, got {backend!r}')
+    onnx = backend == 'onnxruntime'
+    if not (os.path.isfile(checkpoint) or (onnx and os.path.isdir(checkpoint))):
+        kind = 'checkpoint file or export folder' if onnx else 'checkpoint'
+        raise FileNotFoundError(f'{kind} {checkpoint} does not exist')
+    if onnx and cfg.get('launcher', 'none') != 'none':
+        raise InputError('--backend onnxruntime evaluates in one process: use --launcher none '
+                         f"(got {cfg.launcher})")
     cfg.load_from = checkpoint
     cfg.resume = False
     if out is not None:
@@ -164,13 +179,20 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
         evaluators = cfg.test_evaluator
         evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
         cfg.test_evaluator = evaluators + [dict(type='mmengine.DumpResults', out_file_path=out)]
-    runner = build_runner(cfg)
-    check_loaded_weights(runner, checkpoint, allow_partial, allow_nonfinite)
-    with allow_mmengine_checkpoints():
-        metrics = runner.test()
+    with contextlib.ExitStack() as stack:
+        if onnx:
+            from ..deploy.evaluation import onnx_test_config
+            stack.enter_context(onnx_test_config(cfg, checkpoint, cfg.filename or 'config',
+                                                 providers))
+        runner = build_runner(cfg)
+        if not onnx:
+            check_loaded_weights(runner, checkpoint, allow_partial, allow_nonfinite)
+        with allow_mmengine_checkpoints():
+            metrics = runner.test()
     if metrics_out is not None and runner.rank == 0:
+        from ..fileio import atomic_output
         os.makedirs(os.path.dirname(os.path.abspath(metrics_out)), exist_ok=True)
-        with open(metrics_out, 'w') as f:
+        with atomic_output(metrics_out, force=True) as tmp, open(tmp, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}, f,
                       indent=1, sort_keys=True)
     return metrics
