@@ -181,7 +181,8 @@ def test_load_config_applies_the_command_line(tmp_path):
 
     from mmregnet.runtime import add_common_args, load_config
     config = tmp_path / 'cfg.py'
-    config.write_text("custom_imports = dict(imports=['json'])\ntrain_cfg = dict(max_epochs=3)\n")
+    config.write_text("default_scope = 'mmdet3d'\ncustom_imports = dict(imports=['json'])\n"
+                      "train_cfg = dict(max_epochs=3)\n")
     parser = argparse.ArgumentParser()
     add_common_args(parser)
     args = parser.parse_args([str(config), '--cfg-options', 'train_cfg.max_epochs=1',
