@@ -10,8 +10,11 @@ Runs each comparison side by side in one fresh child process (see
    and training;
 3. peak memory of a training step of regnetx_1.6gf (no stem, 2x64x400x400)
    without and with ``with_cp``;
-4. every PointPillars config in ``configs/regnet``: backbone params and
-   FLOPs, backbone and whole-detector frames/s, reference against deploy.
+4. every PointPillars config in ``configs/regnet``, points to boxes on a
+   generated nuScenes-like 30k-point frame: mmdet3d's eager ``test_step``,
+   the same under ``torch.compile``, mmregnet's PyTorch deploy and the
+   exported detector on ONNX Runtime; the per-stage split and the backbone
+   alone (:func:`mmregnet.benchmark.detector_race.run_detector`).
 
 Writes ``<out>/results.json`` (everything) and ``<out>/results.md`` (the
 tables, the README one first). Usage::
@@ -29,28 +32,28 @@ sys.path.insert(0, ROOT)
 from mmregnet.benchmark import (BackboneCase, run_backbone, run_detector,  # noqa: E402
                                 run_with_cp_memory)
 from mmregnet.benchmark.isolate import in_fresh_process  # noqa: E402
-from mmregnet.benchmark.report import (STATS_COLUMNS, machine_info, markdown_table,  # noqa: E402
-                                       stats_rows, write_json)
+from mmregnet.benchmark.report import (STATS_COLUMNS, detector_markdown,  # noqa: E402
+                                       machine_info, markdown_table, stats_rows, write_json,
+                                       write_text)
 
 README_COLUMNS = (('config', 'config'), ('arch', 'backbone'), ('params', 'params (M)'),
-                  ('flops', 'FLOPs (G)'), ('bb_ref', 'backbone fps, reference'),
-                  ('bb_deploy', 'backbone fps, deploy'), ('bb_speedup', 'speed-up'),
-                  ('net_ref', 'network fps, reference'), ('net_deploy', 'network fps, deploy'),
-                  ('net_speedup', 'speed-up'), ('det_ref', 'detector fps, reference'),
-                  ('det_deploy', 'detector fps, deploy'), ('det_speedup', 'speed-up'))
+                  ('flops', 'FLOPs (G)'), ('boxes', 'boxes to NMS'),
+                  ('reference', 'mmdet3d eager ms'), ('compile', 'torch.compile ms'),
+                  ('deploy', 'deploy (PyTorch) ms'), ('onnxruntime', 'ONNX Runtime ms'),
+                  ('speedup', 'ONNX Runtime speed-up'), ('bb_speedup', 'backbone alone'))
 
 
 def readme_row(result: dict) -> dict:
-    """One README row from :func:`run_detector`'s result."""
-    backbone = result['backbone']
+    """One README row from :func:`run_detector`'s result: median ms per contender."""
+    backbone, race = result['backbone'], result['detector']
     row = dict(config=os.path.basename(result['config']).replace('.py', ''),
                arch=backbone['arch'], params=f"{backbone['params'] / 1e6:.2f}",
-               flops=f"{backbone['flops'] / 1e9:.1f}")
-    for prefix, part in (('bb', 'backbone_only'), ('net', 'network'), ('det', 'detector')):
-        stats = result[part]
-        row.update({f'{prefix}_ref': f"{stats['reference']['fps']:.2f}",
-                    f'{prefix}_deploy': f"{stats['deploy']['fps']:.2f}",
-                    f'{prefix}_speedup': f"{stats['deploy']['speedup']:.2f}x"})
+               flops=f"{backbone['flops'] / 1e9:.1f}", boxes=result['boxes_to_nms'],
+               speedup=f"{race['onnxruntime']['speedup']:.2f}x",
+               bb_speedup=f"{result['backbone_only']['onnxruntime']['speedup']:.2f}x")
+    for name, key in (('reference', 'reference'), ('compile', 'reference+compile'),
+                      ('deploy', 'deploy'), ('onnxruntime', 'onnxruntime')):
+        row[name] = f"{race[key]['median_ms']:.0f}" if key in race else None
     return row
 
 
@@ -62,6 +65,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--reps', type=int, default=20,
                    help='timed rounds of backbones, inference and training (20)')
     p.add_argument('--detector-reps', type=int, default=5, help='timed detector rounds (5)')
+    p.add_argument('--warmup', type=int, default=2, help='untimed rounds first (2)')
+    p.add_argument('--num-points', type=int, default=30000,
+                   help='points of the generated frame (30000)')
     p.add_argument('--configs', default=os.path.join(ROOT, 'configs', 'regnet',
                                                      'pointpillars_*.py'),
                    help='glob of detector configs (demo configs are left out)')
@@ -70,8 +76,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    choices=['bev', 'image', 'with_cp', 'detectors'],
                    help='parts to leave out')
     args = p.parse_args(argv)
-    if min(args.reps, args.detector_reps) < 1:
-        p.error('every --*reps must be at least 1')
+    if min(args.reps, args.detector_reps, args.warmup, args.num_points) < 1:
+        p.error('--reps, --detector-reps, --warmup and --num-points must be at least 1 '
+                '(torch.compile compiles in the first warm-up round)')
     return args
 
 
@@ -85,8 +92,8 @@ def main(argv=None) -> None:
                       ('image', BackboneCase('regnetx_400mf', (8, 3, 224, 224)))):
         if key in args.skip:
             continue
-        r = in_fresh_process(run_backbone, case, reps=args.reps, jit=True, compile=True,
-                             train=True, threads=args.threads)
+        r = in_fresh_process(run_backbone, case, reps=args.reps, warmup=args.warmup, jit=True,
+                             compile=True, train=True, threads=args.threads)
         results[key] = r
         parts = (('inference', 'inference'),
                  ('inference_compiled', 'inference, traced and compiled (a second race)'),
@@ -108,29 +115,35 @@ def main(argv=None) -> None:
                   f"{cp['with_cp_bytes'] / 2**20:.0f} MiB with_cp: "
                   f"{100 * cp['reduction']:.0f}% less\n")
         print(md[-1], flush=True)
-    rows = []
+    rows, detector_md = [], []
     if 'detectors' not in args.skip:
         results['detectors'] = []
-        # The CPU demo config (a 64x64 grid, a slimmer head) is not a published detector.
+        # The CPU demo configs (a 64x64 grid, a slimmer head) are not published detectors.
         for config in sorted(c for c in glob.glob(args.configs) if 'demo' not in c):
-            r = in_fresh_process(run_detector, config, reps=args.detector_reps,
+            r = in_fresh_process(run_detector, config, num_points=args.num_points,
+                                 reps=args.detector_reps, warmup=args.warmup,
                                  threads=args.threads)
             results['detectors'].append(r)
             rows.append(readme_row(r))
-            print(markdown_table(rows[-1:], README_COLUMNS), flush=True)
+            detector_md.append(detector_markdown(r))
+            print(markdown_table(rows[-1:], README_COLUMNS), detector_md[-1], sep='\n',
+                  flush=True)
     m = results['machine']
     machine = (f"Measured with `benchmarks/run_benchmarks.py` on {m['cpu']}, {m['cores']} cores, "
-               f"{m['torch_threads']} torch threads, torch {m['torch']}; frames/s at the median "
-               f"of interleaved rounds, batch 1, generated 30k-point clouds. Reference: the same "
-               f"config and weights with mmdet3d's NoStemRegNet (RegNetY, which mmdet3d lacks: "
-               f"mmregnet's eval model); deploy: `switch_detector_to_deploy`. Backbone FLOPs are "
-               f"multiply-adds on the config's pseudo image. Network: pseudo image to head maps "
-               f"(backbone, neck, head); detector: the whole `test_step` from points to boxes.\n")
+               f"{m['torch_threads']} torch threads, torch {m['torch']}, onnxruntime "
+               f"{m['onnxruntime']}; median ms of {args.detector_reps} interleaved rounds, "
+               f"batch 1, a generated nuScenes-like frame of {args.num_points} points (a 32-beam "
+               f"LiDAR ray-cast through a street scene) with seeded random weights whose class "
+               f"bias lets 300 boxes reach NMS. mmdet3d eager: the config with mmdet3d's "
+               f"NoStemRegNet (RegNetY, which mmdet3d lacks: mmregnet's eval model), `test_step` "
+               f"from points to boxes; torch.compile: the same with its encoder, scatter, "
+               f"backbone, neck and head compiled; deploy: `switch_detector_to_deploy`; ONNX "
+               f"Runtime: `OnnxDetector` on the exported graph (voxelization and decoding + NMS "
+               f"in PyTorch). Backbone alone: ONNX Runtime against the eager backbone on the "
+               f"frame's pseudo image.\n")
     readme = '## Speed\n\n' + machine + '\n' + markdown_table(rows, README_COLUMNS) if rows else ''
     write_json(os.path.join(args.out, 'results.json'), results)
-    with open(os.path.join(args.out, 'results.md.tmp'), 'w') as f:
-        f.write('\n'.join([readme] + md))
-    os.replace(os.path.join(args.out, 'results.md.tmp'), os.path.join(args.out, 'results.md'))
+    write_text(os.path.join(args.out, 'results.md'), '\n'.join([readme] + detector_md + md))
     print(readme)
 
 

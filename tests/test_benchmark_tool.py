@@ -15,6 +15,8 @@ import torch
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 DEMO_NUS = os.path.join(ROOT, 'configs', 'regnet',
                         'pointpillars_hv_regnet-400mf_fpn_sbn-all_1xb4-demo_nus-3d.py')
+NUS_400MF = os.path.join(ROOT, 'configs', 'regnet',
+                         'pointpillars_hv_regnet-400mf_fpn_sbn-all_8xb4-2x_nus-3d.py')
 
 
 def _load(relpath):
@@ -45,11 +47,12 @@ def test_backbone_race_writes_every_contender(tool, tmp_path, capsys):
     printed = capsys.readouterr().out
     result = json.loads(out.read_text())
     inference = result['inference']
-    _check_race(inference, ['reference', 'eval', 'deploy'])
+    _check_race(inference, ['reference', 'eval', 'deploy', 'onnxruntime'])
     # The traced model races apart, after the main race, against the same weights.
     compiled = result['inference_compiled']
-    _check_race(compiled, ['reference', 'deploy', 'deploy+jit'])
-    for stats, name in ((inference, 'eval'), (inference, 'deploy'), (compiled, 'deploy+jit')):
+    _check_race(compiled, ['reference', 'deploy', 'onnxruntime', 'deploy+jit'])
+    for stats, name in ((inference, 'eval'), (inference, 'deploy'), (inference, 'onnxruntime'),
+                        (compiled, 'deploy+jit')):
         assert stats[name]['rel_error'] < 1e-4, name
         assert 0 < stats[name]['mac_fraction'], name
     _check_race(result['train'], ['reference', 'train', 'train+channels_last'])
@@ -64,7 +67,7 @@ def test_traced_model_is_built_only_after_the_main_race(monkeypatch):
     from mmregnet.benchmark import runs
     from mmregnet.benchmark.backbone import BackboneCase
     log = []
-    real_race, real_compiled = runs._race, runs.compiled_contenders
+    real_race, real_compiled = runs.race, runs.compiled_contenders
 
     def race(fns, *args, **kwargs):
         log.append(('race', tuple(sorted(fns))))
@@ -74,12 +77,12 @@ def test_traced_model_is_built_only_after_the_main_race(monkeypatch):
         log.append(('build', ()))
         return real_compiled(*args, **kwargs)
 
-    monkeypatch.setattr(runs, '_race', race)
+    monkeypatch.setattr(runs, 'race', race)
     monkeypatch.setattr(runs, 'compiled_contenders', compiled)
     runs.run_backbone(BackboneCase('regnetx_200mf', (1, 8, 32, 32), with_stem=False),
                       reps=1, warmup=0, jit=True)
-    assert log == [('race', ('deploy', 'eval', 'reference')), ('build', ()),
-                   ('race', ('deploy', 'deploy+jit', 'reference'))]
+    assert log == [('race', ('deploy', 'eval', 'onnxruntime', 'reference')), ('build', ()),
+                   ('race', ('deploy', 'deploy+jit', 'onnxruntime', 'reference'))]
 
 
 def test_child_of_a_killed_benchmark_ends_too():
@@ -108,22 +111,49 @@ def test_child_of_a_killed_benchmark_ends_too():
                 p.kill()
 
 
-def test_detector_race_covers_detector_network_and_backbone(tool, tmp_path, capsys):
-    out = tmp_path / 'det.json'
-    tool.main(['detector', DEMO_NUS, '--num-points', '400', '--reps', '1', '--warmup', '0',
-               '--json', str(out)])
+def test_detector_race_covers_points_to_boxes_stages_and_backbone(tool, tmp_path, capsys):
+    out, md = tmp_path / 'det.json', tmp_path / 'det.md'
+    tool.main(['detector', DEMO_NUS, '--num-points', '3000', '--boxes', '40', '--reps', '1',
+               '--warmup', '0', '--no-compile', '--json', str(out), '--markdown', str(md)])
     result = json.loads(out.read_text())
-    for part in ('detector', 'network', 'backbone_only'):
-        _check_race(result[part], ['reference', 'eval', 'deploy'])
-    assert result['detector']['deploy']['rel_error'] < 1e-4
-    assert result['num_points'] == 400 and result['backbone']['arch'] == 'regnetx_400mf'
-    assert '### network' in capsys.readouterr().out
+    contenders = ['reference', 'deploy', 'onnxruntime']
+    _check_race(result['detector'], contenders)
+    _check_race(result['backbone_only'], contenders)
+    for name in contenders:  # the same boxes, scores and labels as mmdet3d's eager detector
+        assert result['detector'][name]['rel_error'] < 1e-4, name
+    assert result['num_points'] == 3000 and result['backbone']['arch'] == 'regnetx_400mf'
+    assert 0 < result['boxes_to_nms'] <= 100  # the demo's nms_pre caps it
+    assert list(result['stages']) == ['voxelize', 'encoder+scatter', 'backbone', 'neck', 'head',
+                                      'decode+NMS']
+    assert all(ms['reference'] > 0 and ms['onnxruntime'] > 0 for ms in result['stages'].values())
+    printed = capsys.readouterr().out
+    assert 'stages, median ms' in printed and '| onnxruntime |' in printed
+    assert md.read_text() in printed
     # The README row of benchmarks/run_benchmarks.py is built from this result.
     runner = _load('benchmarks/run_benchmarks.py')
     row = runner.readme_row(result)
     assert set(row) == {key for key, _ in runner.README_COLUMNS}
-    assert row['config'] == os.path.basename(DEMO_NUS)[:-3]
-    assert row['net_speedup'] == f"{result['network']['deploy']['speedup']:.2f}x"
+    assert row['config'] == os.path.basename(DEMO_NUS)[:-3] and row['compile'] is None
+    assert row['speedup'] == f"{result['detector']['onnxruntime']['speedup']:.2f}x"
+
+
+def test_calibrated_head_sends_the_asked_number_of_boxes_to_nms():
+    from mmregnet.benchmark.detector import (calibrate_boxes, detector_inputs, detector_pair,
+                                             lidar_frame)
+    from mmregnet.benchmark.detector_race import boxes_to_nms
+    from mmregnet.deploy.configs import load_detector_config
+    from detector_inputs import shrink_range
+    cfg = shrink_range(load_detector_config(NUS_400MF, {'model.test_cfg.pts.nms_pre': 100000}),
+                       grid=64)
+    ours, _ = detector_pair(cfg)
+    points = lidar_frame(cfg, 8000)
+    assert points.shape == (8000, 4)
+    # Ray-cast, not uniform: most returns come from near the sensor.
+    assert (points[:, :2].norm(dim=1) < 20).float().mean() > 0.5
+    data = detector_inputs([points])
+    assert boxes_to_nms(ours, data) == 0  # an untrained head scores every anchor ~0.01
+    calibrate_boxes(ours, data, boxes=300)
+    assert boxes_to_nms(ours, data) == 300
 
 
 def test_error_check_turns_tf32_off_and_restores_the_flags():
@@ -142,8 +172,9 @@ def test_error_check_turns_tf32_off_and_restores_the_flags():
 
 
 def test_detector_weights_are_seeded_and_leave_the_callers_random_state_alone():
-    from mmregnet.benchmark.detector import detector_pair, load_config
-    cfg = load_config(DEMO_NUS)
+    from mmregnet.benchmark.detector import detector_pair
+    from mmregnet.deploy.configs import load_detector_config
+    cfg = load_detector_config(DEMO_NUS)
     state = torch.random.get_rng_state()
     first = detector_pair(cfg)[0].state_dict()
     assert torch.equal(torch.random.get_rng_state(), state)
@@ -160,6 +191,8 @@ def test_detector_weights_are_seeded_and_leave_the_callers_random_state_alone():
     (['backbone', 'regnetx_400mf', '--device', 'tpu'], "--device must be 'cpu'"),
     (['detector', 'no/such/config.py'], 'config no/such/config.py: no such file'),
     (['detector', DEMO_NUS, '--points', 'missing.bin'], '--points missing.bin: no such file'),
+    (['detector', DEMO_NUS, '--warmup', '0'], 'torch.compile compiles in the first round'),
+    (['detector', DEMO_NUS, '--boxes', '0'], '--num-points and --boxes must be >= 1'),
 ])
 def test_bad_arguments_name_what_was_expected(tool, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:

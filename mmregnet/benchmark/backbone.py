@@ -148,48 +148,83 @@ def relative_error(expected: Sequence[torch.Tensor], actual: Sequence[torch.Tens
                .item() for e, a in zip(expected, actual))
 
 
-def inference_contenders(case: BackboneCase, device: str = 'cpu') -> Dict[str, nn.Module]:
+class OnnxModule:
+    """An ONNX Runtime session called like a module: a tensor in, a tuple of tensors out.
+
+    Args:
+        path: The ``.onnx`` file (one input named ``input``).
+        device: ``'cpu'`` or ``'cuda[:i]'`` (the CUDA provider, if onnxruntime has it).
+    """
+
+    def __init__(self, path: str, device: str = 'cpu') -> None:
+        import onnxruntime as ort
+        providers = ['CPUExecutionProvider']
+        if device.startswith('cuda'):
+            providers.insert(0, 'CUDAExecutionProvider')
+        self.session = ort.InferenceSession(path, providers=providers)
+
+    def __call__(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+        outs = self.session.run(None, {'input': x.detach().cpu().numpy()})
+        return tuple(torch.from_numpy(o) for o in outs)
+
+
+def inference_contenders(case: BackboneCase, device: str = 'cpu',
+                         onnx_dir: Optional[str] = None) -> Dict[str, nn.Module]:
     """The eval-mode models to race, all with the same weights.
 
     Args:
         case: The configuration.
         device: Where they run.
+        onnx_dir: A folder for the ONNX file; with it, ``onnxruntime`` races too.
 
     Returns:
         ``reference`` (mmdet's RegNet; for RegNetY our eval model), ``eval``
-        (ours, unchanged) and ``deploy`` (ours after ``switch_to_deploy``).
+        (ours, unchanged), ``deploy`` (ours after ``switch_to_deploy``) and
+        ``onnxruntime`` (ours exported, on ONNX Runtime).
     """
     ours = build_ours(case).eval()
     ref = build_reference(ours) or copy.deepcopy(ours)
     ref.eval()  # mmdet's ResNet.train() returns None: no chaining
-    return dict(reference=ref.to(device), eval=ours.to(device),
-                deploy=copy.deepcopy(ours).switch_to_deploy())
+    models = dict(reference=ref.to(device), eval=ours.to(device),
+                  deploy=copy.deepcopy(ours).switch_to_deploy())
+    if onnx_dir is not None:
+        import os
+
+        from ..deploy.onnx_export import export_onnx
+        x = torch.randn(case.input_shape)
+        path = export_onnx(copy.deepcopy(ours).switch_to_deploy().cpu(), x,
+                           os.path.join(onnx_dir, 'backbone.onnx'))
+        models['onnxruntime'] = OnnxModule(path, device)
+    return models
 
 
-def compiled_contenders(deploy: nn.Module, example: torch.Tensor, jit: bool = False,
+def compiled_contenders(models: Dict[str, nn.Module], example: torch.Tensor, jit: bool = False,
                         compile: bool = False) -> Dict[str, nn.Module]:
-    """The deployed model traced and frozen, or compiled, for a race of their own.
+    """Traced or compiled models, for a race of their own.
 
     Args:
-        deploy: A backbone after ``switch_to_deploy``.
+        models: :func:`inference_contenders`' models (``reference``, ``deploy``).
         example: An input to trace with.
-        jit: Add ``deploy+jit``: traced and frozen (TorchScript's oneDNN fusions).
-        compile: Add ``deploy+compile``: ``torch.compile`` with inductor's
-            freezing (run it under ``torch.no_grad``).
+        jit: Add ``deploy+jit``: the deployed model traced and frozen
+            (TorchScript's oneDNN fusions).
+        compile: Add ``reference+compile``: mmdet's model under
+            ``torch.compile`` with inductor's freezing (what a user would
+            try first; run it under ``torch.no_grad``).
 
     Returns:
         Name to model, only the ones asked for.
     """
-    models = {}
+    out = {}
     if jit:
-        from ..models.deploy import trace
+        from ..deploy.onnx_export import trace
         with torch.no_grad():
-            models['deploy+jit'] = torch.jit.freeze(trace(deploy, example))
+            out['deploy+jit'] = torch.jit.freeze(trace(models['deploy'], example))
     if compile:
         # Freezing lets inductor prepack the conv weights for oneDNN and fuse the
         # ReLUs and residual adds into the convs (inference only).
-        models['deploy+compile'] = torch.compile(deploy, options={'freezing': True})
-    return models
+        out['reference+compile'] = torch.compile(copy.deepcopy(models['reference']),
+                                                 options={'freezing': True})
+    return out
 
 
 def training_contenders(case: BackboneCase, device: str = 'cpu',

@@ -1,39 +1,22 @@
-"""Whole PointPillars detectors from configs: build, deploy, feed point clouds, export.
+"""Whole PointPillars detectors for the races: the reference, its weights, the frame.
 
 The reference detector is the same config with mmdet3d's ``NoStemRegNet`` as
 ``pts_backbone``, loaded with the same state dict (the keys are mmdet's).
+Building, deploying and exporting are :mod:`mmregnet.deploy`'s; this module
+only picks what to race and on what.
 """
 import copy
-import logging
+import math
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 import torch.nn as nn
 from mmengine.config import Config
-from mmengine.logging import MMLogger
 
 from ..arch import get_arch
-from ..models.deploy import fuse_conv_bn
-from ..models.voxel_encoder import DeployHardVFE, unsupported_reason
-
-
-def load_config(path: str) -> Config:
-    """Reads a detector config and enters its default scope (``mmdet3d`` if unset).
-
-    Args:
-        path: A config file; its ``custom_imports`` are imported.
-
-    Returns:
-        The config.
-    """
-    from mmengine.registry import init_default_scope
-    cfg = Config.fromfile(path)
-    init_default_scope(cfg.get('default_scope', 'mmdet3d'))
-    if 'pts_backbone' not in cfg.model:
-        raise ValueError(f'{path} is not a PointPillars-style config: its model has no '
-                         f'pts_backbone (keys: {sorted(cfg.model)})')
-    return cfg
+from ..deploy.configs import build_detector, point_dims
+from ..deploy.weights import load_weights, read_checkpoint
 
 
 def reference_backbone_cfg(backbone: Dict) -> Optional[Dict]:
@@ -59,43 +42,6 @@ def reference_backbone_cfg(backbone: Dict) -> Optional[Dict]:
                 **{k: backbone[k] for k in keep if k in backbone})
 
 
-def build_detector(cfg: Config, checkpoint: Optional[str] = None,
-                   pts_backbone: Optional[Dict] = None) -> nn.Module:
-    """Builds the config's detector in eval mode, on the CPU.
-
-    Without a checkpoint the weights are the config's initialisation minus
-    any pretrained backbone (nothing is downloaded).
-
-    Args:
-        cfg: A config from :func:`load_config`.
-        checkpoint: Optional checkpoint file.
-        pts_backbone: Replaces the config's backbone (for the reference).
-
-    Returns:
-        The detector.
-    """
-    from mmdet3d.registry import MODELS
-    model_cfg = copy.deepcopy(cfg.model)
-    if pts_backbone is not None:
-        model_cfg['pts_backbone'] = pts_backbone
-    model_cfg['pts_backbone'].pop('init_cfg', None)
-    model_cfg['pts_backbone'].pop('_delete_', None)
-    model = MODELS.build(model_cfg)
-    if checkpoint:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    else:
-        logger = MMLogger.get_current_instance()
-        level = logger.level
-        logger.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO
-        try:
-            model.init_weights()
-        finally:
-            logger.setLevel(level)
-    model.eval()
-    return model
-
-
 def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
                   seed: int = 0) -> Tuple[nn.Module, nn.Module]:
     """Our detector and the reference with the same weights.
@@ -109,51 +55,22 @@ def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
             on them. The caller's random state is left as it was.
 
     Returns:
-        ``(ours, reference)``; for a RegNetY backbone the reference is a copy of ours.
+        ``(ours, reference)``: the reference is a copy of ours with mmdet3d's
+        backbone; for a RegNetY backbone, which mmdet3d lacks, a plain copy.
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        ours = build_detector(cfg, checkpoint)
+        ours = build_detector(cfg)
+        if checkpoint:
+            load_weights(ours, read_checkpoint(checkpoint), checkpoint, cfg.filename)
+        ref = copy.deepcopy(ours)
         ref_cfg = reference_backbone_cfg(dict(cfg.model.pts_backbone))
-        if ref_cfg is None:
-            return ours, copy.deepcopy(ours)
-        ref = build_detector(cfg, pts_backbone=ref_cfg)
-    ref.load_state_dict(ours.state_dict(), strict=True)
-    ref.eval()
-    return ours, ref
-
-
-def switch_detector_to_deploy(model: nn.Module) -> nn.Module:
-    """Deploys a detector in place for inference.
-
-    The backbone is deployed (``switch_to_deploy``); the neck's and head's
-    conv+BN pairs are folded and their weights moved to channels-last; a
-    plain ``HardVFE`` voxel encoder is replaced by
-    :class:`~mmregnet.models.voxel_encoder.DeployHardVFE`, which computes
-    only the real points of each pillar (other encoders are kept).
-
-    Args:
-        model: An mmdet3d detector with ``pts_backbone`` (mmregnet's RegNet).
-
-    Returns:
-        ``model``, in eval mode.
-    """
-    model.eval()
-    model.pts_backbone.switch_to_deploy()
-    encoder = getattr(model, 'pts_voxel_encoder', None)
-    if encoder is not None and not unsupported_reason(encoder):
-        model.pts_voxel_encoder = DeployHardVFE(encoder)
-    for name in ('pts_neck', 'pts_bbox_head'):
-        part = getattr(model, name, None)
-        if part is not None:
-            fuse_conv_bn(part)
-            part.to(memory_format=torch.channels_last)
-    return model
-
-
-def point_dims(cfg: Config) -> int:
-    """Values per point the detector consumes: the voxel encoder's ``in_channels``."""
-    return int(cfg.model.get('pts_voxel_encoder', {}).get('in_channels', 4))
+        if ref_cfg is not None:
+            from mmdet3d.registry import MODELS
+            backbone = MODELS.build(ref_cfg)
+            backbone.load_state_dict(ours.pts_backbone.state_dict(), strict=True)
+            ref.pts_backbone = backbone
+    return ours, ref.eval()
 
 
 def random_points(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
@@ -180,6 +97,44 @@ def random_points(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
     cols = [xyz] + extra[:max(dims - 3, 0)]
     cols += [torch.zeros(num_points, 1)] * max(dims - 5, 0)
     return torch.cat(cols, 1)[:, :dims].contiguous()
+
+
+def lidar_frame(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
+    """A nuScenes-like LiDAR frame: a street scene ray-cast by a 32-beam sensor.
+
+    The scene and sensor are :mod:`mmregnet.synthetic`'s (ground, cars,
+    pedestrians, facades, poles, trees; points only on visible surfaces), so
+    pillars fill as on a real frame: dense near the sensor, sparse far away.
+    The sensor fires as often as needed for ``num_points`` returns; the
+    points kept are a random subset of exactly that many.
+
+    Args:
+        cfg: The detector config (values per point).
+        num_points: Points to return.
+        seed: Seed of the scene and the noise.
+
+    Returns:
+        ``(num_points, point_dims(cfg))``: x, y, z, intensity and, for a fifth
+        value, the time lag of a key frame (0).
+    """
+    from ..synthetic.formats import NUSCENES
+    from ..synthetic.lidar import LidarModel
+    from ..synthetic.scene import Rig, make_scene
+    if num_points < 1:
+        raise ValueError(f'num_points must be positive, got {num_points}')
+    rng = np.random.default_rng(seed)
+    scene = make_scene(NUSCENES.classes, rng, duration=20.0)
+    steps = 1080
+    while True:
+        rig = Rig(lidar=LidarModel(azimuth_steps=steps))
+        points = scene.scan(10.0, rig, np.random.default_rng(seed)).points
+        if len(points) >= num_points:
+            break
+        steps = math.ceil(steps * 1.2 * num_points / max(len(points), 1))
+    points = points[rng.choice(len(points), num_points, replace=False)]
+    dims = point_dims(cfg)
+    cols = [points[:, :4], np.zeros((num_points, max(dims - 4, 0)), np.float32)]
+    return torch.from_numpy(np.concatenate(cols, 1)[:, :dims].astype(np.float32))
 
 
 def load_points(path: str, cfg: Config, load_dim: int = 5) -> torch.Tensor:
@@ -211,32 +166,54 @@ def detector_inputs(points: List[torch.Tensor]) -> Dict:
     return dict(inputs=dict(points=points), data_samples=samples)
 
 
-class DetectorNetwork(nn.Module):
-    """The exportable part of PointPillars: pseudo image -> backbone -> neck -> head maps.
+def head_maps(model: nn.Module, data: Dict) -> Tuple[List[torch.Tensor], ...]:
+    """The head's raw maps (class scores, boxes, directions) for a test batch, eagerly."""
+    with torch.no_grad():
+        batch = model.data_preprocessor(data, False)
+        feats = model.extract_pts_feat(batch['inputs']['voxels'], batch_input_metas=[
+            s.metainfo for s in batch['data_samples']])
+        return model.pts_bbox_head(feats)
 
-    Voxelization (an mmcv C++ op without an ONNX symbolic), the pillar
-    encoder's scatter and the box decoding + NMS stay outside.
+
+def calibrate_boxes(model: nn.Module, data: Dict, boxes: int = 300) -> float:
+    """Shifts the class-score bias so that ``boxes`` anchors pass the score threshold.
+
+    An untrained head scores every anchor near its prior (0.01), below the
+    configs' threshold (0.05), so nothing would reach NMS and the decode stage
+    would time nothing. After this, the ``boxes`` best-scoring anchors of this
+    frame pass: about as many as a trained detector sends to NMS.
 
     Args:
-        detector: An mmdet3d detector with ``pts_backbone``, ``pts_neck``,
-            ``pts_bbox_head``.
+        model: The detector (its head's ``conv_cls.bias`` is changed in place).
+        data: The test batch it will be timed on.
+        boxes: Anchors to pass (the head's ``nms_pre`` caps what NMS sees).
+
+    Returns:
+        The shift added to the bias (0 for a threshold of 0, which every anchor
+        passes: the head's ``nms_pre`` alone then decides).
     """
+    head = model.pts_bbox_head
+    thr = float(head.test_cfg.get('score_thr', 0.0)) if head.test_cfg else 0.0
+    if thr <= 0 or not getattr(head, 'use_sigmoid_cls', True):
+        return 0.0
+    best = torch.cat([s.amax(1) for s in anchor_scores(head, head_maps(model, data)[0])])
+    top = best.topk(min(boxes + 1, best.numel())).values
+    cut = float(top[-2:].mean()) if len(top) > 1 else float(top[0])
+    target = math.log(thr / (1 - thr))
+    shift = target - cut
+    with torch.no_grad():  # Anchor3DHead has one conv_cls, ShapeAwareHead one per group
+        for name, conv in head.named_modules():
+            if name.split('.')[-1] == 'conv_cls':
+                conv.bias += shift
+    return shift
 
-    def __init__(self, detector: nn.Module) -> None:
-        super().__init__()
-        self.backbone = detector.pts_backbone
-        self.neck = getattr(detector, 'pts_neck', None)
-        self.head = detector.pts_bbox_head
-        self.training = detector.training
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        """Maps a ``(N, C, H, W)`` pseudo image to the head's per-level maps, flattened.
+def anchor_scores(head: nn.Module, cls_scores: List[torch.Tensor]) -> List[torch.Tensor]:
+    """Each level's class logits as ``(anchors, classes)``.
 
-        Returns:
-            The head's outputs (class scores, boxes, directions) level by level,
-            kind by kind, as one tuple.
-        """
-        feats = self.backbone(x)
-        if self.neck is not None:
-            feats = self.neck(feats)
-        return tuple(t for kind in self.head(feats) for t in kind)
+    Anchor3DHead's maps are ``(B, A * C, H, W)``; ShapeAwareHead's (SSN)
+    already ``(B, anchors, C)``.
+    """
+    classes = head.num_classes
+    return [(s.permute(0, 2, 3, 1) if s.dim() == 4 else s).reshape(-1, classes)
+            for s in cls_scores]

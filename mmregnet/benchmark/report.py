@@ -2,12 +2,20 @@
 import json
 import os
 import platform
-import tempfile
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
-from ..models import onednn
+from ..fileio import atomic_output
+
+
+def _version(package: str) -> Any:
+    """A package's version, or None where it is not installed."""
+    try:
+        from importlib.metadata import version
+        return version(package)
+    except Exception:  # PackageNotFoundError, or a broken install
+        return None
 
 
 def machine_info() -> Dict[str, Any]:
@@ -19,12 +27,9 @@ def machine_info() -> Dict[str, Any]:
                         if line.startswith('model name')), cpu)
     except OSError:
         pass
-    lib = onednn.library()
     info = dict(cpu=cpu, cores=os.cpu_count(), torch_threads=torch.get_num_threads(),
                 torch=torch.__version__, python=platform.python_version(),
-                mkldnn=torch.backends.mkldnn.is_available(),
-                # the deployed model's CPU backend: oneDNN called directly, or PyTorch's op
-                onednn=lib.path if lib is not None else None)
+                mkldnn=torch.backends.mkldnn.is_available(), onnxruntime=_version('onnxruntime'))
     if torch.cuda.is_available():
         info['gpu'] = torch.cuda.get_device_name()
     return info
@@ -71,21 +76,56 @@ STATS_COLUMNS = (('name', 'model'), ('median', 'median ms'), ('p90', 'p90 ms'),
 
 
 def write_json(path: str, data: Any) -> None:
-    """Writes ``data`` as indented JSON, atomically (a complete file or none).
+    """Writes ``data`` as indented JSON, atomically (a complete file or none; replaces one).
 
     Args:
         path: Destination; its folder must exist.
         data: JSON-able data.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f'the folder of the output {path!r} does not exist')
-    fd, tmp = tempfile.mkstemp(suffix='.json', dir=folder)
-    try:
-        with os.fdopen(fd, 'w') as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write('\n')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text(path, json.dumps(data, indent=2, sort_keys=False) + '\n')
+
+
+def write_text(path: str, text: str) -> None:
+    """Writes ``text`` to ``path`` atomically (:func:`mmregnet.fileio.atomic_output`)."""
+    with atomic_output(path, force=True) as tmp:
+        with open(tmp, 'w') as f:
+            f.write(text)
+
+
+STAGE_COLUMNS = (('stage', 'stage'), ('reference', 'reference ms'),
+                 ('onnxruntime', 'ONNX Runtime ms'), ('speedup', 'speed-up'))
+
+
+def stage_rows(stages: Dict[str, Dict[str, float]]) -> List[Dict[str, Any]]:
+    """Rows of the per-stage split (stage to median ms per contender), with a total."""
+    rows, totals = [], {'reference': 0.0, 'onnxruntime': 0.0}
+    for stage, ms in stages.items():
+        for k in totals:
+            totals[k] += ms[k]
+        rows.append(dict(stage=stage, reference=f"{ms['reference']:.1f}",
+                         onnxruntime=f"{ms['onnxruntime']:.1f}",
+                         speedup=f"{ms['reference'] / ms['onnxruntime']:.2f}x"))
+    rows.append(dict(stage='sum of stages', reference=f"{totals['reference']:.1f}",
+                     onnxruntime=f"{totals['onnxruntime']:.1f}",
+                     speedup=f"{totals['reference'] / totals['onnxruntime']:.2f}x"))
+    return rows
+
+
+def detector_markdown(result: Dict[str, Any]) -> str:
+    """The tables of one :func:`~mmregnet.benchmark.detector_race.run_detector` result."""
+    name = os.path.basename(result['config']).replace('.py', '')
+    head = (f"{name}: {result['num_points']} points, {result['pillars']} pillars, "
+            f"{result['boxes_to_nms']} boxes to NMS, {result['threads']} threads")
+    parts = [f'### {head}: points to boxes\n\n' + markdown_table(
+        stats_rows(_without_matmul(result['detector'])), STATS_COLUMNS)]
+    parts.append(f'### {name}: stages, median ms\n\n'
+                 + markdown_table(stage_rows(result['stages']), STAGE_COLUMNS))
+    bb = result['backbone']
+    parts.append(f"### {name}: backbone alone, {bb['arch']} on "
+                 f"{'x'.join(map(str, bb['input_shape']))}\n\n" + markdown_table(
+                     stats_rows(_without_matmul(result['backbone_only'])), STATS_COLUMNS))
+    return '\n'.join(parts)
+
+
+def _without_matmul(stats: Dict[str, Dict]) -> Dict[str, Dict]:
+    return {k: v for k, v in stats.items() if k != '(matmul)'}

@@ -1,5 +1,6 @@
-"""The measurements behind ``tools/analysis_tools/benchmark.py``: each returns a JSON-able dict."""
+"""The backbone measurements behind ``tools/analysis_tools/benchmark.py``: JSON-able dicts."""
 import contextlib
+import tempfile
 from typing import Callable, Dict, Iterator, Optional
 
 import torch
@@ -49,9 +50,10 @@ def _cuda_peak(fn: Callable[[], object], device: str) -> Optional[int]:
     return torch.cuda.max_memory_allocated(device) - before
 
 
-def _race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: int,
-          device: str, flops: Optional[int] = None) -> Dict[str, Dict]:
-    """Times ``fns`` interleaved with a square matmul that gauges the machine in the same run."""
+def race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: int,
+         device: str, flops: Optional[int] = None) -> Dict[str, Dict]:
+    """Times ``fns`` (one named ``reference``) interleaved with a square matmul that gauges
+    the machine in the same run; adds each one's ``speedup`` over the reference."""
     a, b = (torch.randn(MATMUL_SIZE, MATMUL_SIZE, device=device) for _ in range(2))
     times = time_interleaved(dict(fns, **{'(matmul)': lambda: torch.mm(a, b)}), reps, warmup,
                              device)
@@ -76,7 +78,7 @@ def _inference_race(models: Dict[str, torch.nn.Module], x: torch.Tensor, reps: i
             expected = models['reference'](x)
             errors = {name: relative_error(expected, m(x)) for name, m in models.items()}
         fns = {name: (lambda m=m: m(x)) for name, m in models.items()}
-        stats = _race(fns, x.shape[0], reps, warmup, device, flops)
+        stats = race(fns, x.shape[0], reps, warmup, device, flops)
         for name, fn in fns.items():
             stats[name]['rel_error'] = errors[name]
             stats[name]['peak_bytes'] = _cuda_peak(fn, device)
@@ -85,11 +87,13 @@ def _inference_race(models: Dict[str, torch.nn.Module], x: torch.Tensor, reps: i
 
 def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup: int = 2,
                  amp: bool = False, jit: bool = False, compile: bool = False,
-                 train: bool = False, memory: bool = False, threads: int = 0) -> Dict:
-    """Races mmdet's RegNet against ours (eval and deploy) on one backbone case.
+                 train: bool = False, memory: bool = False, threads: int = 0,
+                 onnx: bool = True) -> Dict:
+    """Races mmdet's RegNet against ours (eval, deploy, ONNX Runtime) on one backbone case.
 
     The traced and compiled models are built only after that race and raced
-    apart, against the reference and deploy again (``inference_compiled``):
+    apart, against the reference, deploy and ONNX Runtime again
+    (``inference_compiled``):
     running the frozen TorchScript model changes how glibc serves the
     reference's large tensors afterwards (fewer page faults): on the 2-core
     CPU, stem-less regnetx_400mf on 1x64x400x400, the reference took 495 ms
@@ -103,11 +107,12 @@ def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup
         warmup: Untimed rounds first.
         amp: Run under autocast.
         jit: Also time the deploy model traced and frozen.
-        compile: Also time the deploy model under ``torch.compile``.
+        compile: Also time mmdet's model under ``torch.compile``.
         train: Also race training steps (reference, ours, ours channels-last).
         memory: Also measure peak memory of each inference and training step
             (fresh processes, CPU: resident-set growth).
         threads: Torch threads (0: the default).
+        onnx: Race the deployed model exported to ONNX Runtime too.
 
     Returns:
         ``{'case', 'flops', 'params', 'inference': {name: stats}, 'train': {...}}``
@@ -120,22 +125,23 @@ def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup
                   flops=case.flops(), params=case.params())
     with num_threads(threads), torch.no_grad():
         result['threads'] = torch.get_num_threads()
-        models = inference_contenders(case, device)
+        with tempfile.TemporaryDirectory() as onnx_dir:
+            models = inference_contenders(case, device, onnx_dir if onnx else None)
         x = torch.randn(case.input_shape, device=device)
         result['inference'] = _inference_race(models, x, reps, warmup, device, amp,
                                               result['flops'])
         if jit or compile:
-            extra = compiled_contenders(models['deploy'], x, jit=jit, compile=compile)
+            extra = compiled_contenders(models, x, jit=jit, compile=compile)
+            peers = {k: models[k] for k in ('reference', 'deploy', 'onnxruntime') if k in models}
             result['inference_compiled'] = _inference_race(
-                dict(reference=models['reference'], deploy=models['deploy'], **extra), x, reps,
-                warmup, device, amp, result['flops'])
+                dict(peers, **extra), x, reps, warmup, device, amp, result['flops'])
     if train:
         with num_threads(threads), autocast(device, amp):
             steps = {}
             for name, (model, fmt) in training_contenders(case, device).items():
                 steps[name] = training_step(model, torch.randn(case.input_shape, device=device)
                                             .contiguous(memory_format=fmt))
-            result['train'] = _race(steps, case.input_shape[0], reps, warmup, device)
+            result['train'] = race(steps, case.input_shape[0], reps, warmup, device)
             for name, fn in steps.items():
                 result['train'][name]['peak_bytes'] = _cuda_peak(fn, device)
     if memory and device == 'cpu':
@@ -167,75 +173,3 @@ def run_with_cp_memory(case: BackboneCase, device: str = 'cpu', threads: int = 0
     return dict(case=dict(arch=case.arch, input_shape=list(case.input_shape),
                           with_stem=case.with_stem), device=device,
                 plain_bytes=plain, with_cp_bytes=cp, reduction=1 - cp / plain)
-
-
-def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int = 30000,
-                 points_file: Optional[str] = None, load_dim: int = 5, device: str = 'cpu',
-                 reps: int = 5, warmup: int = 1, amp: bool = False, threads: int = 0) -> Dict:
-    """Races a whole detector (``test_step``: voxelize, network, decode, NMS) and its backbone.
-
-    Contenders: ``reference`` (the config with mmdet3d's ``NoStemRegNet``; for
-    RegNetY our eval model), ``eval`` (ours) and ``deploy`` (ours after
-    :func:`~mmregnet.benchmark.detector.switch_detector_to_deploy`), same weights.
-
-    Args:
-        config: A PointPillars config with mmregnet's RegNet as ``pts_backbone``.
-        checkpoint: Optional weights; without, seeded random ones (random norms).
-        num_points: Points of the generated cloud (uniform over the config's range).
-        points_file: A real ``.bin`` point cloud instead.
-        load_dim: Values per point stored in ``points_file``.
-        device: ``'cpu'`` or ``'cuda'``.
-        reps: Timed rounds.
-        warmup: Untimed rounds first.
-        amp: Run under autocast.
-        threads: Torch threads (0: the default).
-
-    Returns:
-        ``{'config', 'backbone': {case, flops, params}, 'detector': {name: stats},
-        'backbone_only': {name: stats}, 'network': {name: stats}}``: the whole
-        ``test_step``, the backbone alone, and the network from pseudo image
-        to head maps (:class:`~.detector.DetectorNetwork`). The detector's
-        stats include ``rel_error`` of the head maps against the reference on
-        a random pseudo image.
-    """
-    import copy
-
-    from .backbone import randomize_norms
-    from .detector import (DetectorNetwork, detector_inputs, detector_pair, load_config,
-                           load_points, random_points, switch_detector_to_deploy)
-    cfg = load_config(config)
-    with num_threads(threads), torch.no_grad(), autocast(device, amp):
-        ours, ref = detector_pair(cfg, checkpoint)
-        if checkpoint is None:
-            randomize_norms(ours)
-            ref.load_state_dict(ours.state_dict())
-        models = dict(reference=ref, eval=ours,
-                      deploy=switch_detector_to_deploy(copy.deepcopy(ours)))
-        models = {name: m.to(device) for name, m in models.items()}
-        points = (load_points(points_file, cfg, load_dim) if points_file
-                  else random_points(cfg, num_points))
-        data = detector_inputs([points.to(device)])
-        h, w = cfg.model.pts_middle_encoder.output_shape
-        bev = torch.randn(1, cfg.model.pts_middle_encoder.in_channels, h, w, device=device)
-        # What the deploy path touches: the pseudo image through backbone, neck and head.
-        networks = {n: DetectorNetwork(m) for n, m in models.items()}
-        with exact_float32():
-            expected = networks['reference'](bev)
-            errors = {n: relative_error(expected, net(bev)) for n, net in networks.items()}
-        backbone = dict(cfg.model.pts_backbone)
-        case = BackboneCase(backbone['arch'], tuple(bev.shape), with_stem=False)
-        result = dict(config=config, checkpoint=checkpoint, device=device, amp=amp,
-                      threads=torch.get_num_threads(), num_points=int(points.shape[0]),
-                      backbone=dict(arch=backbone['arch'], input_shape=list(bev.shape),
-                                    flops=case.flops(), params=case.params()))
-        result['detector'] = _race({n: (lambda m=m: m.test_step(data)) for n, m in models.items()},
-                                   1, reps, warmup, device)
-        result['backbone_only'] = _race(
-            {n: (lambda m=m: m.pts_backbone(bev)) for n, m in models.items()}, 1, reps, warmup,
-            device, case.flops())
-        result['network'] = _race({n: (lambda net=net: net(bev)) for n, net in networks.items()},
-                                  1, reps, warmup, device)
-        for name, m in models.items():
-            result['detector'][name]['rel_error'] = errors[name]
-            result['detector'][name]['peak_bytes'] = _cuda_peak(lambda: m.test_step(data), device)
-    return result

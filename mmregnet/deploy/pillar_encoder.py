@@ -12,12 +12,12 @@ pillar's max). :class:`DeployHardVFE` therefore computes the real points plus
 one padding row per pillar, and takes the same max: the result equals
 ``HardVFE``'s up to float rounding, with the BatchNorms folded into the linear
 layers. It is written with operations ONNX has (``NonZero``, ``Gather``,
-``ScatterElements`` with a max reduction), so the same module runs in PyTorch
-and in an exported graph.
+``ScatterND`` with a max reduction), so the same module runs in PyTorch and in
+an exported graph.
 
 :class:`PillarScatter` is mmdet3d's ``PointPillarsScatter`` for a batch given
-as a tensor: one scatter into a ``(B * H * W, C)`` canvas instead of a Python
-loop over samples, so the batch size stays a graph input.
+as a tensor: one gather of pillar rows into the ``B * H * W`` cells instead of
+a Python loop over samples, so the batch size stays a graph input.
 """
 from typing import List, Tuple
 
@@ -29,21 +29,25 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .bn_folding import bn_scale_shift
 
 
-class _ScatterMax(torch.autograd.Function):
-    """``base.scatter_reduce(0, index, src, 'amax')`` exported as one ``ScatterElements``.
+class _RowMax(torch.autograd.Function):
+    """Each row of ``rows`` into the running max of row ``index[i]`` of ``base``.
 
-    torch.onnx's own symbolic for ``scatter_reduce`` wraps the op in ``If``
-    nodes for 0-d inputs, whose shape annotations make ONNX Runtime warn on
-    every run; the inputs here are never 0-d.
+    Exported as one ``ScatterND`` with a max reduction (opset 18), which moves
+    whole rows; torch.onnx's own ``scatter_reduce`` export is an element-wise
+    ``ScatterElements`` over an expanded index, wrapped in ``If`` nodes for
+    0-d inputs, and several times slower in ONNX Runtime.
     """
 
     @staticmethod
-    def forward(ctx, base: Tensor, index: Tensor, src: Tensor) -> Tensor:
-        return base.scatter_reduce(0, index, src, 'amax', include_self=True)
+    def forward(ctx, base: Tensor, index: Tensor, rows: Tensor) -> Tensor:
+        index = index.view(-1, 1).expand(rows.shape[0], rows.shape[1])
+        return base.scatter_reduce(0, index, rows, 'amax', include_self=True)
 
     @staticmethod
-    def symbolic(g, base, index, src):
-        return g.op('ScatterElements', base, index, src, axis_i=0, reduction_s='max')
+    def symbolic(g, base, index, rows):
+        axis = g.op('Constant', value_t=torch.tensor([1], dtype=torch.int64))
+        return g.op('ScatterND', base, g.op('Unsqueeze', index, axis), rows,
+                    reduction_s='max')
 
 
 def _folded(linear: nn.Linear, norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
@@ -165,8 +169,7 @@ class DeployHardVFE(nn.Module):
             rows = torch.relu(torch.addmm(bias, rows, weight.t()))
             padding = torch.relu(torch.addmm(bias, padding, weight.t()))
             # ReLU outputs are >= 0, so 0 is a neutral start for the max.
-            index = voxel.view(-1, 1).expand(rows.shape[0], rows.shape[1])
-            pooled = _ScatterMax.apply(rows.new_zeros(n, rows.shape[1]), index, rows)
+            pooled = _RowMax.apply(rows.new_zeros(n, rows.shape[1]), voxel, rows)
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
             if i < last:  # the next layer also sees each pillar's max
                 rows = torch.cat([rows, pooled.index_select(0, voxel)], dim=1)
@@ -219,7 +222,13 @@ class PillarScatter(nn.Module):
             ``(B, C, ny, nx)``, zero where there is no pillar (channels-last in memory).
         """
         coors = coors.long()
-        index = (coors[:, 0] * self.ny + coors[:, 2]) * self.nx + coors[:, 3]
-        canvas = features.new_zeros(batch_size * (self.ny * self.nx), self.in_channels)
-        canvas = canvas.index_put((index,), features)
+        cell = (coors[:, 0] * self.ny + coors[:, 2]) * self.nx + coors[:, 3]
+        n = features.shape[0]
+        # Each cell's row in the features, or n: a zero row appended for empty cells.
+        # Gathering whole rows writes the canvas once; zeros then a scatter write it twice.
+        row = torch.full((batch_size * (self.ny * self.nx),), n, dtype=torch.long,
+                         device=features.device)
+        row = row.index_put((cell,), torch.arange(n, device=features.device))
+        rows = torch.cat([features, features.new_zeros(1, self.in_channels)])
+        canvas = rows.index_select(0, row)
         return canvas.view(batch_size, self.ny, self.nx, self.in_channels).permute(0, 3, 1, 2)

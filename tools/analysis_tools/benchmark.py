@@ -1,4 +1,4 @@
-"""Speed and memory of mmregnet's RegNet against mmdet's / mmdet3d's, side by side.
+"""Speed and memory of mmregnet's RegNet and deployed detectors against mmdet's / mmdet3d's.
 
 Examples (CPU, the machine's default threads)::
 
@@ -8,7 +8,9 @@ Examples (CPU, the machine's default threads)::
     # image backbone, with training steps and peak memory
     python tools/analysis_tools/benchmark.py backbone regnetx_400mf --input 8 3 224 224 \\
         --train --memory
-    # a whole detector on a generated point cloud (or --points file.bin)
+    # a whole detector, points to boxes: mmdet3d eager, torch.compile, deploy, ONNX Runtime,
+    # with the per-stage split and the backbone alone (a generated 30k-point frame, or
+    # --points file.bin; --markdown writes the tables)
     python tools/analysis_tools/benchmark.py detector \\
         configs/regnet/pointpillars_hv_regnet-400mf_fpn_sbn-all_8xb4-2x_nus-3d.py
     # peak memory of a training step without and with with_cp
@@ -23,15 +25,17 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'
 
 from mmregnet.benchmark import (BackboneCase, run_backbone, run_detector,  # noqa: E402
                                 run_with_cp_memory)
-from mmregnet.benchmark.report import (STATS_COLUMNS, machine_info, markdown_table,  # noqa: E402
-                                       stats_rows, write_json)
+from mmregnet.benchmark.report import (STATS_COLUMNS, detector_markdown,  # noqa: E402
+                                       machine_info, markdown_table, stats_rows, write_json,
+                                       write_text)
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]' (default: cpu)")
+def _common(p: argparse.ArgumentParser, device: bool = True) -> None:
+    if device:
+        p.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:i]' (default: cpu)")
+        p.add_argument('--amp', action='store_true', help='autocast (bf16 on CPU, fp16 on CUDA)')
     p.add_argument('--reps', type=int, default=10, help='timed rounds (default: 10)')
     p.add_argument('--warmup', type=int, default=2, help='untimed rounds first (default: 2)')
-    p.add_argument('--amp', action='store_true', help='autocast (bf16 on CPU, fp16 on CUDA)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (default: as is)')
     p.add_argument('--json', help='also write the results to this JSON file')
 
@@ -52,32 +56,45 @@ def parse_args(argv=None) -> argparse.Namespace:
         if name == 'backbone':
             p.add_argument('--jit', action='store_true', help='also deploy + trace + freeze')
             p.add_argument('--compile', action='store_true',
-                           help='also deploy + torch.compile (inductor, freezing)')
+                           help="also mmdet's model under torch.compile (inductor, freezing)")
+            p.add_argument('--no-onnx', action='store_true',
+                           help='leave ONNX Runtime out of the race')
             p.add_argument('--train', action='store_true', help='also race training steps')
             p.add_argument('--memory', action='store_true',
                            help='also peak memory per model (CPU: one process each)')
-    p = sub.add_parser('detector', help='race whole PointPillars detectors')
+    p = sub.add_parser('detector', help='race a whole PointPillars detector, points to boxes')
     p.add_argument('config', help='config with mmregnet RegNet as pts_backbone')
     p.add_argument('--checkpoint', help='weights (default: seeded random ones)')
     p.add_argument('--points', help='a real .bin point cloud (float32 rows)')
     p.add_argument('--load-dim', type=int, default=5, help='values per stored point (default 5)')
     p.add_argument('--num-points', type=int, default=30000,
-                   help='points of the generated cloud (default: 30000)')
-    _common(p)
+                   help='points of the generated nuScenes-like frame (default: 30000)')
+    p.add_argument('--boxes', type=int, default=300,
+                   help='with random weights, anchors that pass the score threshold (300)')
+    p.add_argument('--no-compile', action='store_true', help='leave torch.compile out')
+    p.add_argument('--markdown', help='also write the tables to this .md file')
+    _common(p, device=False)
     args = parser.parse_args(argv)
     if args.reps < 1 or args.warmup < 0:
         parser.error(f'--reps must be >= 1 and --warmup >= 0, got {args.reps} and {args.warmup}')
-    if args.device.startswith('cuda'):
+    device = getattr(args, 'device', 'cpu')
+    if device.startswith('cuda'):
         import torch
         if not torch.cuda.is_available():
-            parser.error(f'--device {args.device}: this torch sees no CUDA device')
-    elif args.device != 'cpu':
-        parser.error(f"--device must be 'cpu' or 'cuda[:i]', got {args.device!r}")
+            parser.error(f'--device {device}: this torch sees no CUDA device')
+    elif device != 'cpu':
+        parser.error(f"--device must be 'cpu' or 'cuda[:i]', got {device!r}")
     if args.command == 'detector':
         for flag, path in (('config', args.config), ('--checkpoint', args.checkpoint),
                            ('--points', args.points)):
             if path and not os.path.isfile(path):
                 parser.error(f'{flag} {path}: no such file')
+        if args.num_points < 1 or args.boxes < 1:
+            parser.error(f'--num-points and --boxes must be >= 1, got {args.num_points} and '
+                         f'{args.boxes}')
+        if not args.no_compile and args.warmup < 1:
+            parser.error('torch.compile compiles in the first round: --warmup must be >= 1 '
+                         '(or pass --no-compile)')
     else:
         try:
             args.case = BackboneCase(args.arch, tuple(args.input), with_stem=not args.no_stem)
@@ -90,14 +107,15 @@ def run(args: argparse.Namespace) -> dict:
     """Runs the chosen measurement and returns its results (with the machine)."""
     if args.command == 'detector':
         result = run_detector(args.config, args.checkpoint, args.num_points, args.points,
-                              args.load_dim, args.device, args.reps, args.warmup, args.amp,
-                              args.threads)
+                              args.load_dim, args.reps, args.warmup, args.threads, args.boxes,
+                              compile=not args.no_compile)
     else:
         if args.command == 'with-cp':
             result = run_with_cp_memory(args.case, args.device, args.threads)
         else:
             result = run_backbone(args.case, args.device, args.reps, args.warmup, args.amp,
-                                  args.jit, args.compile, args.train, args.memory, args.threads)
+                                  args.jit, args.compile, args.train, args.memory, args.threads,
+                                  onnx=not args.no_onnx)
     result['machine'] = machine_info()
     return result
 
@@ -109,9 +127,10 @@ def render(result: dict) -> str:
                 f"{result['plain_bytes'] / 2**20:.0f} MiB plain, "
                 f"{result['with_cp_bytes'] / 2**20:.0f} MiB with_cp "
                 f"({100 * result['reduction']:.0f}% less)\n")
+    if 'stages' in result:
+        return detector_markdown(result)
     parts = []
-    for key in ('inference', 'inference_compiled', 'train', 'detector', 'network',
-                'backbone_only'):
+    for key in ('inference', 'inference_compiled', 'train'):
         if key in result:
             stats = {k: v for k, v in result[key].items() if k != '(matmul)'}
             mm = result[key]['(matmul)']
@@ -125,9 +144,12 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     result = run(args)
     print(json.dumps(result['machine']))
-    print(render(result))
+    tables = render(result)
+    print(tables)
     if args.json:
         write_json(args.json, result)
+    if getattr(args, 'markdown', None):
+        write_text(args.markdown, tables)
 
 
 if __name__ == '__main__':
