@@ -33,7 +33,7 @@ def _setup(config, tmp_path, boxes=150):
     from mmregnet.deploy.configs import load_detector_config
     from mmregnet.deploy.export import export_model
     cfg = shrink_range(load_detector_config(config))
-    ours, ref = detector_pair(cfg)
+    ours, ref = detector_pair(cfg, init=False)  # PyTorch's init, then random norms
     randomize_norms(ours, seed=3)
     points = point_cloud_batch(cfg, seed=1)['inputs']['points'][0]
     calibrate_boxes(ours, detector_inputs([points]), boxes)
@@ -41,6 +41,12 @@ def _setup(config, tmp_path, boxes=150):
     folder = str(tmp_path / 'onnx')
     export_model(ours, cfg, folder, config_path=config)
     return cfg, ref, folder, points
+
+
+@pytest.fixture(scope='module')
+def nus(tmp_path_factory):
+    """The nuScenes 400MF FPN detector exported once for the batch, manifest and empty tests."""
+    return _setup(NUS_400MF, tmp_path_factory.mktemp('nus'))
 
 
 def _assert_same_predictions(expected, actual):
@@ -83,10 +89,10 @@ def test_onnx_detector_equals_mmdet3d_eager(config, tmp_path):
     _assert_same_predictions(expected, det(points.numpy()))  # an array does as well
 
 
-def test_batch_of_two_clouds_equals_eager_and_single_runs(tmp_path):
+def test_batch_of_two_clouds_equals_eager_and_single_runs(nus):
     from mmregnet.benchmark.detector import detector_inputs
     from mmregnet.deploy import OnnxDetector
-    cfg, ref, folder, points = _setup(NUS_400MF, tmp_path)
+    cfg, ref, folder, points = nus
     other = point_cloud_batch(cfg, num_boxes=6, background=1200, seed=5)['inputs']['points'][0]
     with torch.no_grad():
         expected = ref.test_step(detector_inputs([points, other]))
@@ -98,11 +104,11 @@ def test_batch_of_two_clouds_equals_eager_and_single_runs(tmp_path):
     _assert_same_predictions(batch[1], det(other))
 
 
-def test_manifest_records_what_the_runtime_needs(tmp_path):
+def test_manifest_records_what_the_runtime_needs(nus):
     import json
 
     from mmregnet.deploy.configs import network_fingerprint
-    cfg, _, folder, _ = _setup(NUS_400MF, tmp_path, boxes=10)
+    cfg, _, folder, _ = nus
     assert sorted(os.listdir(folder)) == ['detector.json', 'detector.onnx']
     manifest = json.loads(open(os.path.join(folder, 'detector.json')).read())
     assert manifest['network'] == network_fingerprint(cfg)
@@ -118,7 +124,7 @@ def test_manifest_records_what_the_runtime_needs(tmp_path):
     assert dims == ['pillars', 64, 4]  # any number of pillars
 
 
-def test_a_cloud_without_pillars_gets_the_boxes_of_an_empty_canvas(tmp_path):
+def test_a_cloud_without_pillars_gets_the_boxes_of_an_empty_canvas(nus):
     # All points outside the range: no pillar at all. mmdet3d's test_step cannot take
     # such a sample (it reads the batch size off the last pillar); the graph scatters
     # nothing, so its boxes are those of mmdet3d's network on an all-zero pseudo image.
@@ -126,7 +132,7 @@ def test_a_cloud_without_pillars_gets_the_boxes_of_an_empty_canvas(tmp_path):
 
     from mmregnet.benchmark.detector import detector_inputs
     from mmregnet.deploy import OnnxDetector
-    cfg, ref, folder, points = _setup(NUS_400MF, tmp_path, boxes=20)
+    cfg, ref, folder, points = nus
     far = points.clone()
     far[:, :2] += 1000.0
     det = OnnxDetector(folder)

@@ -42,8 +42,8 @@ def reference_backbone_cfg(backbone: Dict) -> Optional[Dict]:
                 **{k: backbone[k] for k in keep if k in backbone})
 
 
-def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
-                  seed: int = 0) -> Tuple[nn.Module, nn.Module]:
+def detector_pair(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0,
+                  init: bool = True) -> Tuple[nn.Module, nn.Module]:
     """Our detector and the reference with the same weights.
 
     Args:
@@ -53,6 +53,8 @@ def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
             must get the same weights to be comparable: how many boxes an
             untrained head passes to NMS, hence the detector's time, depends
             on them. The caller's random state is left as it was.
+        init: Apply the config's initialisation (see
+            :func:`~mmregnet.deploy.configs.build_detector`).
 
     Returns:
         ``(ours, reference)``: the reference is a copy of ours with mmdet3d's
@@ -60,7 +62,7 @@ def detector_pair(cfg: Config, checkpoint: Optional[str] = None,
     """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        ours = build_detector(cfg)
+        ours = build_detector(cfg, init=init and not checkpoint)
         if checkpoint:
             load_weights(ours, read_checkpoint(checkpoint), checkpoint, cfg.filename)
         ref = copy.deepcopy(ours)

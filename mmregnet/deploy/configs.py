@@ -151,8 +151,9 @@ def network_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def build_detector(cfg: Config, pts_backbone: Optional[Dict] = None) -> nn.Module:
-    """Builds the config's detector in eval mode, on the CPU, with initial weights.
+def build_detector(cfg: Config, pts_backbone: Optional[Dict] = None,
+                   init: bool = True) -> nn.Module:
+    """Builds the config's detector in eval mode, on the CPU.
 
     The backbone's ``init_cfg`` (a pretrained checkpoint) is dropped, so
     nothing is downloaded; load weights afterwards.
@@ -160,6 +161,9 @@ def build_detector(cfg: Config, pts_backbone: Optional[Dict] = None) -> nn.Modul
     Args:
         cfg: A config from :func:`load_detector_config`.
         pts_backbone: Replaces the config's backbone (a reference detector).
+        init: Apply the config's initialisation (``init_weights``); without,
+            PyTorch's default one (weights about to be loaded or replaced:
+            mmengine's bookkeeping of the init takes seconds on large models).
 
     Returns:
         The detector.
@@ -172,6 +176,8 @@ def build_detector(cfg: Config, pts_backbone: Optional[Dict] = None) -> nn.Modul
     model_cfg['pts_backbone'].pop('init_cfg', None)
     model_cfg['pts_backbone'].pop('_delete_', None)
     model = MODELS.build(model_cfg)
+    if not init:
+        return model.eval()
     logger = MMLogger.get_current_instance()
     level = logger.level
     logger.setLevel(logging.WARNING)  # init_weights logs every parameter at INFO

@@ -95,7 +95,7 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
             from .configs import build_detector
             init_default_scope(cfg.get('default_scope', 'mmdet3d'))
             state = read_checkpoint(checkpoint)
-            model = build_detector(cfg)
+            model = build_detector(cfg, init=False)
             load_weights(model, state, checkpoint, source)
             folder = os.path.join(stack.enter_context(tempfile.TemporaryDirectory()), 'onnx')
             export_model(model, cfg, folder, config_path=source, checkpoint=checkpoint)

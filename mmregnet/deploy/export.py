@@ -165,7 +165,7 @@ def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
     cfg = load_detector_config(config, cfg_options)
     state = read_checkpoint(checkpoint)
     from .configs import build_detector
-    model = build_detector(cfg)
+    model = build_detector(cfg, init=False)
     load_weights(model, state, checkpoint, config)
     return export_model(model, cfg, out, force=force, config_path=config, checkpoint=checkpoint)
 
