@@ -68,8 +68,8 @@ def boxes_to_nms(model: torch.nn.Module, data: Dict) -> int:
     head = model.pts_bbox_head
     cfg = head.test_cfg or {}
     thr, cap = float(cfg.get('score_thr', 0.0)), int(cfg.get('nms_pre', -1))
-    scores = torch.cat([s.sigmoid().amax(1) for s in anchor_scores(head, head_maps(model,
-                                                                                 data)[0])])
+    logits = anchor_scores(head, head_maps(model, data)[0])
+    scores = torch.cat([s.sigmoid().amax(1) for s in logits])
     passed = int((scores > thr).sum())
     return min(passed, cap) if cap > 0 else passed
 

@@ -138,4 +138,3 @@ def onnx_stages(detector, deployed: nn.Module, data: Dict, folder: str) -> Dict[
             'head': lambda: head.run(None, necked_feed),
             'decode+NMS': lambda: detector.head.predict_by_feat(*split,
                                                                 batch_input_metas=metas)}
-
