@@ -339,6 +339,33 @@ def get_arch(arch: ArchLike) -> ArchSpec:
     raise TypeError(f'RegNet arch must be a preset name or a dict, got {type(arch).__name__}')
 
 
+def arch_from_text(text: str) -> Union[str, Dict[str, Any]]:
+    """A command line's arch: a preset name as it is, or a JSON object of arch fields.
+
+    The one parser of ``ARCH`` arguments (``mmregnet``, ``regnet2mmdet``); the
+    result goes to :func:`get_arch`.
+
+    >>> arch_from_text('{"w0": 24, "wa": 24.48}')
+    {'w0': 24, 'wa': 24.48}
+
+    Raises:
+        InputError: Text that starts like JSON but is not a JSON object.
+    """
+    import json
+
+    from .errors import InputError
+    if not text.lstrip().startswith('{'):
+        return text
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InputError(f'arch {text!r} looks like a JSON dict but is not valid JSON: {e}') \
+            from None
+    if not isinstance(value, dict):
+        raise InputError(f'arch {text!r} must be a preset name or a JSON object of arch fields')
+    return value
+
+
 def arch_name(arch: ArchLike) -> Optional[str]:
     """Returns the preset name of ``arch`` if it equals a preset, else None."""
     spec = get_arch(arch)

@@ -8,14 +8,13 @@ of an arch, or EDFs of populations). ``mmregnet CMD --help`` explains each.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from typing import Callable, Optional, Sequence, TextIO
 
-from .arch import NAMINGS, PRESETS, ArchSpec, arch_name, get_arch, timm_name
-from .design_space.describe import Backbone, describe
+from .arch import NAMINGS, PRESETS, ArchSpec, arch_from_text, arch_name, get_arch, timm_name
+from .design_space.describe import BackboneLayout, describe
 from .design_space.fit import RANKS, Target, search
 from .design_space.formatting import FORMATS, arch_text, format_records, format_size, \
     parse_size
@@ -59,14 +58,7 @@ class Progress:
 
 def parse_arch(text: str) -> ArchSpec:
     """A preset name or a JSON dict of arch fields, as given on the command line."""
-    if text.lstrip().startswith('{'):
-        try:
-            fields = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f'ARCH looks like a JSON dict but is not valid JSON ({e}): '
-                             f'{text!r}') from None
-        return get_arch(fields)
-    return get_arch(text)
+    return get_arch(arch_from_text(text))
 
 
 def _size(text: str) -> int:
@@ -100,7 +92,7 @@ def _cmd_list(args: argparse.Namespace) -> str:
 
 
 def _cmd_show(args: argparse.Namespace) -> str:
-    return describe(Backbone.create(parse_arch(args.arch), args.input_size, args.in_channels,
+    return describe(BackboneLayout.create(parse_arch(args.arch), args.input_size, args.in_channels,
                                     not args.no_stem, args.strides, args.out_indices))
 
 

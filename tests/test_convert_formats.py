@@ -16,9 +16,9 @@ from mmregnet.arch import timm_name
 from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint, convert_file
 from mmregnet.convert.cli import main
-from mmregnet.convert.fit import resolve_arch
+from mmregnet.convert.arch_inference import resolve_arch
 from mmregnet.convert.layouts import LAYOUTS
-from mmregnet.convert.oracles import build_reference
+from mmregnet.convert.library_models import build_reference
 from mmregnet.convert.shapes import read_arch
 from mmregnet.convert.verify import verify
 

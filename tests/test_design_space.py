@@ -7,7 +7,7 @@ import pytest
 from mmregnet import PRESETS, complexity
 from mmregnet.arch import ArchSpec
 from mmregnet.design_space import Measure, Target, sample_population, search
-from mmregnet.design_space.describe import Backbone
+from mmregnet.design_space.describe import BackboneLayout
 from mmregnet.design_space.fit import reachable_flops
 from mmregnet.design_space.formatting import format_size, parse_size
 from mmregnet.fileio import atomic_output
@@ -191,9 +191,9 @@ def test_parse_size_rejects_malformed(text):
 @pytest.mark.parametrize('name', ALL_PRESETS)
 def test_show_outputs_equal_the_built_backbone(name, build):
     net = build(name, with_stem=False)
-    b = Backbone.create(name, (32, 32), 64, False, (1, 2, 2, 2), (1, 2, 3))
+    b = BackboneLayout.create(name, (32, 32), 64, False, (1, 2, 2, 2), (1, 2, 3))
     assert (b.out_channels, b.out_strides) == (net.out_channels, net.out_strides)
-    with_stem = Backbone.create(name)
+    with_stem = BackboneLayout.create(name)
     assert with_stem.out_strides == (4, 8, 16, 32)  # the stem, then 2 per stage
     assert with_stem.out_channels == net.stage_widths
 

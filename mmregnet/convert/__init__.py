@@ -16,7 +16,7 @@ Example:
     ('regnetx_200mf', 'mmdet')
 """
 from .errors import ConversionError
-from .fit import ArchMatch, fit_arch, resolve_arch
+from .arch_inference import ArchMatch, fit_arch, resolve_arch
 from .layouts import LAYOUTS, format_names
 from .pipeline import ConversionResult, convert_checkpoint, convert_file
 from .safe_io import load_checkpoint

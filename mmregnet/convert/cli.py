@@ -6,14 +6,12 @@ and no output file; 2 is left to argparse and to bugs (``unexpected ...``).
 ``--debug`` adds the traceback (see :mod:`mmregnet.errors`).
 """
 import argparse
-import json
 import sys
-from typing import Any, List, Optional
+from typing import List, Optional
 
-from ..arch import MAX_STRIDE, MAX_WIDTH
+from ..arch import MAX_STRIDE, MAX_WIDTH, arch_from_text
 from ..errors import run_guarded
 from ..fileio import remove_stale_parts
-from .errors import ConversionError
 from .layouts import LAYOUTS
 from .pipeline import ConversionResult, convert_file
 from .stemless import check_target
@@ -25,27 +23,6 @@ _PREPROCESSING = {
     'RGB': "images in RGB order: data_preprocessor=dict(mean=[123.675, 116.28, 103.53], "
            "std=[58.395, 57.12, 57.375], bgr_to_rgb=True)",
 }
-
-
-def parse_arch(text: str) -> Any:
-    """Reads ``--arch``/``--verify-arch`` values: a preset name, or an arch dict as JSON.
-
-    Args:
-        text: ``'regnetx_400mf'`` or ``'{"w0": 24, "wa": 24.48, ...}'``.
-
-    Returns:
-        The name or the dict.
-
-    Raises:
-        ConversionError: Text that starts like JSON but is not a JSON object.
-    """
-    if not text.lstrip().startswith('{'):
-        return text
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConversionError(f'arch {text!r} is not valid JSON: {e}') from None
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,12 +93,12 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     def run() -> int:
         check_target(args.stemless, args.strides)  # before the source is read
-        verify = parse_arch(args.verify_arch) if args.verify_arch else args.verify
+        verify = arch_from_text(args.verify_arch) if args.verify_arch else args.verify
         for stale in remove_stale_parts(args.dst):
             print(f'removed {stale}, a temporary file left by a killed run', file=sys.stderr)
         result = convert_file(
             args.src, args.dst, force=args.force, src_format=args.src_format,
-            arch=parse_arch(args.arch) if args.arch else None, keep_head=args.keep_head,
+            arch=arch_from_text(args.arch) if args.arch else None, keep_head=args.keep_head,
             state=args.state, prefix=args.prefix, stemless_in_channels=args.stemless,
             strides=args.strides, verify=verify, allow_nonfinite=args.allow_nonfinite)
         _report(result, args.dst)

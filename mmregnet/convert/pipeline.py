@@ -16,9 +16,9 @@ from ..backbone_configs import (bev_backbone, config_text, image_backbone, stage
                                 value_text)
 from .containers import extract
 from .errors import ConversionError
-from .fit import ArchMatch, resolve_arch
+from .arch_inference import ArchMatch, resolve_arch
 from .layouts import map_state_dict
-from .oracles import build_reference
+from .library_models import build_reference
 from .safe_io import (check_destination, check_source_file, file_sha256, load_checkpoint,
                       save_checkpoint)
 from .shapes import ObservedArch, fill_batch_counters, read_arch

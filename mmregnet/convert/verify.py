@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..arch import ArchLike, get_arch
 from .errors import ConversionError
-from .oracles import Reference
+from .library_models import Reference
 
 #: Stage outputs may differ by float32 rounding only: |diff| <= RTOL * max|ref| + ATOL.
 RTOL, ATOL = 1e-4, 1e-5

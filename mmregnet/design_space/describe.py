@@ -1,7 +1,7 @@
 """What ``mmregnet show`` prints: stages, outputs, complexity and config snippets.
 
 Example:
-    >>> b = Backbone.create('regnetx_400mf', in_channels=64, with_stem=False,
+    >>> b = BackboneLayout.create('regnetx_400mf', in_channels=64, with_stem=False,
     ...                     strides=(1, 2, 2, 2), out_indices=(1, 2, 3))
     >>> b.out_channels, b.out_strides
     ((64, 160, 384), (2, 4, 8))
@@ -23,7 +23,7 @@ CUSTOM_IMPORTS = "custom_imports = dict(imports=['mmregnet'], allow_failed_impor
 
 
 @dataclass(frozen=True)
-class Backbone:
+class BackboneLayout:
     """A RegNet as a detector would use it: arch, input and outputs.
 
     Attributes:
@@ -39,7 +39,7 @@ class Backbone:
     @classmethod
     def create(cls, arch: ArchLike, input_size: Sequence[int] = (224, 224), in_channels: int = 3,
                with_stem: bool = True, strides: Optional[Sequence[int]] = None,
-               out_indices: Sequence[int] = (0, 1, 2, 3)) -> 'Backbone':
+               out_indices: Sequence[int] = (0, 1, 2, 3)) -> 'BackboneLayout':
         """Checks the options against the arch and builds the description.
 
         Raises:
@@ -76,7 +76,7 @@ class Backbone:
         return tuple(self.stage_strides[i] for i in self.out_indices)
 
 
-def config_snippets(b: Backbone) -> Dict[str, str]:
+def config_snippets(b: BackboneLayout) -> Dict[str, str]:
     """Config text to paste: ``backbone``, and the ``fpn`` or ``secondfpn`` neck.
 
     Without a stem the snippets are for PointPillars (``pts_backbone`` replacing
@@ -105,7 +105,7 @@ def config_snippets(b: Backbone) -> Dict[str, str]:
     }
 
 
-def describe(b: Backbone) -> str:
+def describe(b: BackboneLayout) -> str:
     """The full ``show`` text: stages, outputs, complexity and the config snippets."""
     d = b.arch.design()
     strides = b.measure.strides or (2,) * d.num_stages

@@ -57,7 +57,7 @@ def describe_regnet(state: Mapping[str, Tensor]) -> str:
     Returns:
         ``'regnetx_1.6gf'``, an arch dict as text, or why the weights are no RegNet.
     """
-    from ..convert.fit import resolve_arch
+    from ..convert.arch_inference import resolve_arch
     from ..convert.shapes import fill_batch_counters, read_arch
     try:
         match = resolve_arch(read_arch(fill_batch_counters(dict(state))[0]), None)
