@@ -42,6 +42,17 @@ def stage_channels(arch: ArchLike, out_indices: Sequence[int] = (0, 1, 2, 3)) ->
     return [widths[i] for i in out_indices]
 
 
+def bev_layout(in_channels: int = BEV_IN_CHANNELS) -> Dict[str, Any]:
+    """The stem-less PointPillars structure (no norm, no weights): what benchmarks and
+    tests build, and the core of :func:`bev_backbone`.
+
+    >>> bev_layout()
+    {'with_stem': False, 'in_channels': 64, 'strides': (1, 2, 2, 2), 'out_indices': (1, 2, 3)}
+    """
+    return dict(with_stem=False, in_channels=in_channels, strides=BEV_STRIDES,
+                out_indices=BEV_OUT_INDICES)
+
+
 def pretrained(arch: ArchLike) -> Optional[Dict[str, str]]:
     """The ``init_cfg`` of ``arch``'s ImageNet weights under ``open-mmlab://``, if any.
 
@@ -70,10 +81,8 @@ def bev_backbone(arch: ArchLike, **overrides: Any) -> Dict[str, Any]:
             weights where :func:`pretrained` gives ImageNet ones).
     """
     get_arch(arch)  # fail at config load, naming the valid archs
-    cfg = dict(_delete_=True, type='RegNet', arch=arch, with_stem=False,
-               in_channels=BEV_IN_CHANNELS, strides=BEV_STRIDES, out_indices=BEV_OUT_INDICES,
-               frozen_stages=-1, norm_cfg=dict(type='naiveSyncBN2d', eps=1e-3, momentum=0.01),
-               norm_eval=False)
+    cfg = dict(_delete_=True, type='RegNet', arch=arch, **bev_layout(), frozen_stages=-1,
+               norm_cfg=dict(type='naiveSyncBN2d', eps=1e-3, momentum=0.01), norm_eval=False)
     cfg.update(_with_weights(arch, overrides))
     return cfg
 

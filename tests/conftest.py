@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from mmregnet import PRESETS, RegNet
+from mmregnet.backbone_configs import bev_layout
 
 ALL_PRESETS = list(PRESETS)
 X_PRESETS = [n for n in ALL_PRESETS if n.startswith('regnetx')]
@@ -24,8 +25,7 @@ def pytest_collection_modifyitems(items):
 @functools.lru_cache(maxsize=2)
 def _built(arch, with_stem):
     torch.manual_seed(0)
-    kwargs = dict(with_stem=True) if with_stem else dict(
-        with_stem=False, in_channels=64, strides=(1, 2, 2, 2), out_indices=(1, 2, 3))
+    kwargs = dict(with_stem=True) if with_stem else bev_layout()
     # PyTorch's default init (BN gamma 1): every branch carries signal and gradient.
     return RegNet(arch, zero_init_residual=False, norm_eval=False, **kwargs)
 

@@ -14,6 +14,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import get_arch
+from ..backbone_configs import bev_layout
 from ..complexity import complexity
 from ..models import RegNet
 
@@ -45,8 +46,7 @@ class BackboneCase:
         """Our :class:`RegNet`'s arguments for this case."""
         if self.with_stem:
             return dict(in_channels=self.input_shape[1])
-        return dict(with_stem=False, in_channels=self.input_shape[1], strides=(1, 2, 2, 2),
-                    out_indices=(1, 2, 3))
+        return bev_layout(in_channels=self.input_shape[1])
 
     def flops(self) -> int:
         """Multiply-adds of one forward of the whole batch."""
