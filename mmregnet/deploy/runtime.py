@@ -107,7 +107,12 @@ class OnnxDetector:
         self.manifest = read_manifest(folder)
         self.providers = resolve_providers(providers)
         graph = os.path.join(folder, GRAPH_FILE)
-        self.session = ort.InferenceSession(graph, providers=self.providers)
+        options = ort.SessionOptions()
+        # Voxelization and NMS run in PyTorch between graph runs; ONNX Runtime's threads
+        # spinning on after a run would hold the cores that those steps need.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        self.session = ort.InferenceSession(graph, sess_options=options,
+                                            providers=self.providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get('mmregnet_network') != self.manifest['network']:
             raise DeployError(
