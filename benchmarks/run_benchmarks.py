@@ -1,4 +1,4 @@
-"""The standard comparisons of the issue, and the README's results table.
+"""The standard comparisons, and the README's results table.
 
 Runs each comparison side by side in one fresh child process (see
 :mod:`mmregnet.benchmark.isolate`), so no figure depends on the order:

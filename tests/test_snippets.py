@@ -51,8 +51,8 @@ def _build(cfg: Config, scope: str):
 ])
 @pytest.mark.parametrize('arch', ['regnetx_1.6gf', 'regnety_400mf'])
 def test_show_no_stem_pastes_into_pointpillars(tmp_path, capsys, base, neck, arch):
-    backbone, fpn, secondfpn = _show(capsys, arch, '--no-stem', '--in-channels', '64',
-                                     '--strides', '1', '2', '2', '2', '--out-indices', '1', '2', '3')
+    backbone, fpn, secondfpn = _show(capsys, arch, '--no-stem', '--in-channels', '64', '--strides',
+                                     '1', '2', '2', '2', '--out-indices', '1', '2', '3')
     cfg = _paste(tmp_path, base, backbone, fpn if neck == 'fpn' else secondfpn)
     assert cfg.model.pts_backbone.norm_cfg == dict(type='naiveSyncBN2d', eps=1e-3, momentum=0.01)
     assert cfg.model.pts_backbone.norm_eval is False
