@@ -64,6 +64,21 @@ class StageDesign:
         """Number of groups of each stage's 3x3 conv."""
         return tuple(b // g for b, g in zip(self.bottleneck_widths, self.group_widths))
 
+    def stage_strides(self, with_stem: bool = True,
+                      strides: Optional[Tuple[int, ...]] = None) -> Tuple[int, ...]:
+        """Stride of each stage's output relative to the input: what a backbone and its
+        description report as ``out_strides``.
+
+        Args:
+            with_stem: Whether a stride-2 stem comes first.
+            strides: Each stage's stride (default 2 everywhere).
+        """
+        total, result = 2 if with_stem else 1, []
+        for s in strides or (2,) * self.num_stages:
+            total *= s
+            result.append(total)
+        return tuple(result)
+
 
 @dataclass(frozen=True)
 class ArchSpec:

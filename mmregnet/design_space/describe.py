@@ -15,7 +15,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from ..arch import ArchLike, ArchSpec, arch_name, get_arch
 from ..backbone_configs import bev_backbone, config_text, image_backbone
-from .formatting import arch_text, format_size, format_table
+from .formatting import format_size, format_table
 from .measure import Measure
 
 #: The import a config needs before ``type='mmregnet.RegNet'`` resolves.
@@ -59,11 +59,7 @@ class BackboneLayout:
     @property
     def stage_strides(self) -> Tuple[int, ...]:
         """Stride of each stage's output relative to the input."""
-        total, result = 2 if self.measure.with_stem else 1, []
-        for s in self.measure.strides or (2,) * self.arch.design().num_stages:
-            total *= s
-            result.append(total)
-        return tuple(result)
+        return self.arch.design().stage_strides(self.measure.with_stem, self.measure.strides)
 
     @property
     def out_channels(self) -> Tuple[int, ...]:

@@ -128,16 +128,15 @@ class RegNet(BaseModule):
         self.zero_init_residual = zero_init_residual
         self.deploy = False  # set by switch_to_deploy()
 
-        channels, stride = in_channels, 1
+        channels = in_channels
         if with_stem:
             self.conv1 = nn.Conv2d(in_channels, stem_channels, 3, stride=2, padding=1,
                                    bias=False)
             self.norm1_name, norm1 = build_norm_layer(norm_cfg, stem_channels, postfix=1)
             self.add_module(self.norm1_name, norm1)
             self.relu = nn.ReLU(inplace=True)
-            channels, stride = stem_channels, 2
+            channels = stem_channels
         self.res_layers: List[str] = []
-        stage_strides = []
         for i, (width, depth) in enumerate(zip(design.widths, design.depths)):
             blocks = []
             for j in range(depth):
@@ -147,12 +146,11 @@ class RegNet(BaseModule):
                     se_channels=se_width(channels, self.arch.se_ratio), norm_cfg=norm_cfg,
                     with_cp=with_cp))
                 channels = width
-            stride *= self.strides[i]
-            stage_strides.append(stride)
             self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
             self.res_layers.append(f'layer{i + 1}')
         self.stage_widths = design.widths
         self.out_channels = tuple(design.widths[i] for i in self.out_indices)
+        stage_strides = design.stage_strides(with_stem, tuple(self.strides))
         self.out_strides = tuple(stage_strides[i] for i in self.out_indices)
         self._freeze_stages()
 
