@@ -18,7 +18,7 @@ from mmregnet.deploy import export_onnx, fold_bn, fuse_conv_bn, trace
 
 from conftest import ALL_PRESETS
 
-RTOL = 1e-4  # of the largest output magnitude, as the issue asks
+RTOL = 1e-4  # of the largest output magnitude
 INPUT = {True: (2, 3, 32, 32), False: (2, 64, 16, 16)}
 
 

@@ -161,7 +161,7 @@ def run_with_cp_memory(case: BackboneCase, device: str = 'cpu', threads: int = 0
     """Peak memory of one training step of ours without and with ``with_cp``.
 
     Args:
-        case: Backbone and batch (the issue's: regnetx_1.6gf, 2x64x400x400, no stem).
+        case: Backbone and batch (the standard one: regnetx_1.6gf, 2x64x400x400, no stem).
         device: ``'cpu'`` or ``'cuda'``.
         threads: Torch threads in the measuring processes.
 
