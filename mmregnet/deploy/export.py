@@ -15,13 +15,14 @@ import torch
 import torch.nn as nn
 from mmengine.config import Config
 
+from ..convert.safe_io import file_sha256
 from ..fileio import atomic_folder
 from .onnx_export import OPSET, export_graph, require_onnx
 from .configs import (class_names, config_text, load_detector_config, network_fingerprint,
                       point_dims)
 from .detector_graph import INPUT_NAMES, DetectorGraph
 from .errors import DeployError
-from .weights import file_sha256, load_weights, read_checkpoint
+from .weights import load_weights, read_checkpoint
 
 GRAPH_FILE = 'detector.onnx'
 MANIFEST_FILE = 'detector.json'

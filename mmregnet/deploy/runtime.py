@@ -102,7 +102,7 @@ class OnnxDetector:
         from mmdet3d.registry import MODELS
 
         from .configs import config_from_text
-        from .weights import file_sha256
+        from ..convert.safe_io import file_sha256
         self.folder = folder
         self.manifest = read_manifest(folder)
         self.providers = resolve_providers(providers)

@@ -15,12 +15,6 @@ import torch.nn as nn
 from .errors import DeployError
 
 
-def file_sha256(path: str) -> str:
-    """The sha256 of a file (hex), read in chunks."""
-    from ..convert.safe_io import file_sha256 as sha256
-    return sha256(path)
-
-
 def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
     """The state dict of a checkpoint file (a Runner checkpoint or a bare state dict).
 
