@@ -117,6 +117,7 @@ def test_manifest_records_what_the_runtime_needs(nus):
     assert manifest['decoder']['nms_pre'] == 1000 and manifest['output_kinds'] == [
         'cls_score', 'bbox_pred', 'dir_cls_pred']
     assert manifest['inputs'] == ['voxels', 'num_points', 'coors', 'batch_size']
+    assert manifest['output_layout'] == 'BHWC' and manifest['version'] == 2
     import onnx
     graph = onnx.load(os.path.join(folder, 'detector.onnx'))
     assert [i.name for i in graph.graph.input] == manifest['inputs']
@@ -148,3 +149,31 @@ def test_a_cloud_without_pillars_gets_the_boxes_of_an_empty_canvas(nus):
     assert len(a.scores_3d) == len(e.scores_3d)
     assert torch.allclose(a.scores_3d.sort().values, e.scores_3d.sort().values, rtol=RTOL,
                           atol=1e-6)
+
+
+def test_the_neck_upsamples_by_a_fixed_factor_only_where_levels_halve(nus):
+    from mmregnet.deploy.detector_graph import fixed_scale_neck
+    cfg, ref, _, _ = nus
+    neck, backbone = ref.pts_neck, ref.pts_backbone
+    ny, nx = cfg.model.pts_middle_encoder.output_shape
+    fixed = fixed_scale_neck(neck, backbone, (64, ny, nx))
+    assert fixed is not neck and fixed.upsample_cfg == dict(mode='nearest', scale_factor=2)
+    assert neck.upsample_cfg == dict(mode='nearest')  # the detector's own neck is unchanged
+    assert all(a is b for a, b in zip(fixed.parameters(), neck.parameters()))  # shared weights
+    with torch.no_grad():
+        feats = [torch.randn(1, c, 16 // 2**i, 16 // 2**i) for i, c in enumerate([64, 160, 384])]
+        assert all(torch.equal(a, b) for a, b in zip(fixed(feats), neck(feats)))
+    # 30 x 30 gives levels of 15, 8 and 4 cells: upsampling by 2 would not fit, kept by size.
+    assert fixed_scale_neck(neck, backbone, (64, 30, 30)) is neck
+
+
+def test_repeated_runs_reuse_the_anchors_and_give_the_same_boxes(nus):
+    from mmregnet.deploy import OnnxDetector
+    from mmregnet.deploy.runtime import ReusedAnchors
+    _, _, folder, points = nus
+    det = OnnxDetector(folder)
+    assert isinstance(det.head.prior_generator, ReusedAnchors)
+    first, second = det(points).pred_instances_3d, det(points).pred_instances_3d
+    assert len(det.head.prior_generator.made) == 1
+    assert torch.equal(first.bboxes_3d.tensor, second.bboxes_3d.tensor)
+    assert torch.equal(first.scores_3d, second.scores_3d)

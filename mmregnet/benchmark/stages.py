@@ -12,7 +12,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from ..deploy.detector_graph import DetectorGraph, split_outputs
+from ..deploy.detector_graph import DetectorGraph, maps_from_outputs
 from ..deploy.onnx_export import export_graph
 
 STAGES = ('voxelize', 'encoder+scatter', 'backbone', 'neck', 'head', 'decode+NMS')
@@ -72,11 +72,10 @@ class _Neck(nn.Module):
 class _Head(nn.Module):
     def __init__(self, graph: DetectorGraph) -> None:
         super().__init__()
-        self.head, self.kinds = graph.head, graph.kinds
+        self.graph = graph
 
     def forward(self, *feats):
-        maps = self.head(list(feats))
-        return tuple(t for kind in maps[:len(self.kinds)] for t in kind)
+        return self.graph.head_outputs(list(feats))
 
 
 def _session(module: nn.Module, args: Tuple, folder: str, name: str, input_names: List[str],
@@ -129,7 +128,7 @@ def onnx_stages(detector, deployed: nn.Module, data: Dict, folder: str) -> Dict[
     canvas_feed = dict(x=canvas.contiguous().numpy())
     feats_feed = dict(zip(feat_names, (f.contiguous().numpy() for f in feats)))
     necked_feed = dict(zip(necked_names, (f.contiguous().numpy() for f in necked)))
-    split = split_outputs(list(maps), graph.kinds)
+    split = maps_from_outputs(list(maps), graph.kinds)
     return {'voxelize': lambda: detector.preprocessor(
                 dict(inputs=dict(points=clouds), data_samples=data['data_samples']), False),
             'encoder+scatter': lambda: enc.run(None, pillar_feed),

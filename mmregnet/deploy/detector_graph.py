@@ -2,8 +2,14 @@
 
 Voxelization (mmcv's op) comes before it and box decoding + NMS (the head's
 own ``predict_by_feat``) after it, both in PyTorch, as mmdeploy does.
+
+The graph hands out the head's 4-D maps channels-last ``(B, H, W, C)``: the
+head's decoding reads every anchor's values together, so it then takes them
+without a copy (:func:`maps_from_outputs` gives them back as ``(B, C, H, W)``
+views).
 """
-from typing import List, Tuple
+import copy
+from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -58,6 +64,58 @@ def head_output_kinds(head: nn.Module) -> List[str]:
     return kinds
 
 
+def fixed_scale_neck(neck: nn.Module, backbone: nn.Module,
+                     canvas: Sequence[int]) -> nn.Module:
+    """The neck with its nearest upsampling by a fixed factor 2 where the levels allow it.
+
+    mmdet's ``FPN`` upsamples each level to the size of the one below, read
+    from the tensor at run time; in an ONNX graph that size is computed by
+    shape operators, and ONNX Runtime then keeps the neck's tensors out of
+    its blocked conv layout around each upsampling. Where every level is
+    exactly twice the size of the next (the backbone's features of this
+    canvas, found on the meta device), a factor of 2 gives the same values
+    with static shapes.
+
+    Args:
+        neck: The detector's neck (returned as it is unless it is such an FPN).
+        backbone: The backbone feeding it.
+        canvas: ``(C, H, W)`` of the pseudo image.
+
+    Returns:
+        ``neck``, or a shallow copy (same submodules and weights) with
+        ``upsample_cfg`` given ``scale_factor=2``; ``neck`` is not changed.
+    """
+    cfg = getattr(neck, 'upsample_cfg', None)
+    if (type(neck).__name__ != 'FPN' or not isinstance(cfg, dict)
+            or cfg.get('mode') != 'nearest' or set(cfg) != {'mode'}):
+        return neck
+    with torch.no_grad():
+        feats = copy.deepcopy(backbone).to('meta')(torch.zeros(1, *canvas, device='meta'))
+    sizes = [tuple(f.shape[-2:]) for f in feats][neck.start_level:neck.backbone_end_level]
+    if any(big != (2 * small[0], 2 * small[1]) for big, small in zip(sizes, sizes[1:])):
+        return neck
+    fixed = copy.copy(neck)
+    fixed.upsample_cfg = dict(cfg, scale_factor=2)
+    return fixed
+
+
+def channels_last_map(t: Tensor) -> Tensor:
+    """A 4-D map as ``(B, H, W, C)``; other tensors (SSN's flat maps) as they are."""
+    return t.permute(0, 2, 3, 1) if t.dim() == 4 else t
+
+
+def maps_from_outputs(outputs: List[Tensor], kinds: List[str]) -> List[List[Tensor]]:
+    """The graph's flat outputs as the head's ``forward`` returns them: one list per kind.
+
+    Channels-last 4-D maps come back as ``(B, C, H, W)`` views of the same memory.
+
+    Raises:
+        DeployError: If the count is not a multiple of the kinds.
+    """
+    outputs = [t.permute(0, 3, 1, 2) if t.dim() == 4 else t for t in outputs]
+    return split_outputs(outputs, kinds)
+
+
 class DetectorGraph(nn.Module):
     """PointPillars from pillars to the head's maps: encoder, scatter, backbone, neck, head.
 
@@ -87,6 +145,9 @@ class DetectorGraph(nn.Module):
             raise DeployError(str(e)) from None
         self.backbone = detector.pts_backbone
         self.neck = getattr(detector, 'pts_neck', None)
+        if self.neck is not None:
+            canvas = (self.scatter.in_channels, self.scatter.ny, self.scatter.nx)
+            self.neck = fixed_scale_neck(self.neck, self.backbone, canvas)
         self.head = detector.pts_bbox_head
         self.kinds = head_output_kinds(self.head)
 
@@ -101,14 +162,19 @@ class DetectorGraph(nn.Module):
             batch_size: 0-d integer tensor, the number of samples.
 
         Returns:
-            The head's maps kind by kind, level by level (see :attr:`kinds`).
+            The head's maps kind by kind, level by level (see :attr:`kinds`),
+            4-D ones channels-last.
         """
         feats = self.encoder(voxels, num_points, coors)
         x = self.backbone(self.scatter(feats, coors, batch_size))
         if self.neck is not None:
             x = self.neck(x)
-        maps = self.head(x)
-        return tuple(t for kind in maps[:len(self.kinds)] for t in kind)
+        return self.head_outputs(x)
+
+    def head_outputs(self, feats: List[Tensor]) -> Tuple[Tensor, ...]:
+        """The head's maps on neck features, flat and channels-last as :meth:`forward` gives."""
+        maps = self.head(feats)
+        return tuple(channels_last_map(t) for kind in maps[:len(self.kinds)] for t in kind)
 
     def output_names(self, levels: int) -> List[str]:
         """Names of the flattened outputs for ``levels`` feature levels."""

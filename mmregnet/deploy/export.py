@@ -27,7 +27,9 @@ from .weights import load_weights, read_checkpoint
 GRAPH_FILE = 'detector.onnx'
 MANIFEST_FILE = 'detector.json'
 FORMAT = 'mmregnet-onnx-detector'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: How the graph lays out the head's 4-D maps (3-D ones, SSN's, are ``(B, anchors, C)``).
+OUTPUT_LAYOUT = 'BHWC'
 
 
 def example_pillars(cfg: Config, num_pillars: int = 24, seed: int = 0) -> tuple:
@@ -120,6 +122,7 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         voxelizer=cfg.model.data_preprocessor.voxel_layer.to_dict(),
         decoder=(cfg.model.get('test_cfg') or {}).get('pts', {}),
         inputs=list(INPUT_NAMES), outputs=outputs, output_kinds=graph.kinds, levels=levels,
+        output_layout=OUTPUT_LAYOUT,
         opset=OPSET, versions=_versions(), config=config_text(cfg))
     if hasattr(manifest['decoder'], 'to_dict'):
         manifest['decoder'] = manifest['decoder'].to_dict()

@@ -44,8 +44,10 @@ def read_manifest(folder: str) -> Dict[str, Any]:
                           'expected a folder written by tools/deployment/export_detector.py') \
             from None
     if manifest.get('format') != FORMAT or manifest.get('version') != FORMAT_VERSION:
+        again = ('; export the detector again with this mmregnet'
+                 if manifest.get('format') == FORMAT else '')
         raise DeployError(f'{path}: expected format {FORMAT!r} version {FORMAT_VERSION}, got '
-                          f"{manifest.get('format')!r} version {manifest.get('version')!r}")
+                          f"{manifest.get('format')!r} version {manifest.get('version')!r}{again}")
     if not os.path.isfile(os.path.join(folder, GRAPH_FILE)):
         raise DeployError(f'exported detector {folder}: {GRAPH_FILE} is missing')
     return manifest
@@ -80,6 +82,48 @@ def resolve_providers(requested: Optional[Sequence[Any]] = None) -> List[Any]:
                               f'onnxruntime {ort.__version__} (available: {", ".join(available)})'
                               f'; {_GPU_HINT}')
     return requested
+
+
+class ReusedAnchors:
+    """A head's anchor generator that makes each feature-map size's anchors once.
+
+    mmdet3d's heads rebuild every anchor of every level on each
+    ``predict_by_feat`` call, though they depend only on the feature-map sizes
+    and the device, the same for every frame an exported graph sees. The
+    tensors handed out are shared between calls: the heads' decoding indexes
+    and concatenates them and never writes into them.
+
+    Args:
+        generator: The head's ``prior_generator`` (an mmdet3d anchor generator).
+
+    Example:
+        >>> from mmdet3d.models.task_modules import Anchor3DRangeGenerator
+        >>> anchors = ReusedAnchors(Anchor3DRangeGenerator([[0, -40, -1.8, 70, 40, -1.8]]))
+        >>> first = anchors.grid_anchors([(4, 4)], device='cpu')
+        >>> first[0] is anchors.grid_anchors([(4, 4)], device='cpu')[0], anchors.num_levels
+        (True, 1)
+    """
+
+    #: Feature-map settings kept; a graph has one, a stage benchmark a few.
+    MAX_SIZES = 4
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.made: Dict[tuple, Any] = {}
+
+    def grid_anchors(self, featmap_sizes: Sequence[Sequence[int]], device: Any = 'cuda'):
+        """The generator's ``grid_anchors``, made on the first call for these sizes."""
+        key = (tuple(tuple(int(v) for v in size) for size in featmap_sizes), str(device))
+        if key not in self.made:
+            if len(self.made) >= self.MAX_SIZES:
+                self.made.clear()
+            self.made[key] = self.generator.grid_anchors(featmap_sizes, device=device)
+        return self.made[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == 'generator':  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.generator, name)
 
 
 class OnnxDetector:
@@ -130,6 +174,8 @@ class OnnxDetector:
         head.update(train_cfg=None, test_cfg=decoder if decoder is not None
                     else (model.get('test_cfg') or {}).get('pts'))
         self.head = MODELS.build(head).eval()
+        if hasattr(self.head, 'prior_generator'):
+            self.head.prior_generator = ReusedAnchors(self.head.prior_generator)
         for name, sizes in self.manifest.get('head_state', {}).items():
             setattr(self.head, name, [tuple(size) for size in sizes])
         self.point_dims = int(self.manifest['point_dims'])
@@ -205,7 +251,7 @@ class OnnxDetector:
         from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
         from mmengine.structures import InstanceData
 
-        from .detector_graph import split_outputs
+        from .detector_graph import maps_from_outputs
         if not clouds:
             raise DeployError('expected at least one point cloud, got an empty list')
         clouds = [self._cloud(c, i) for i, c in enumerate(clouds)]
@@ -216,7 +262,7 @@ class OnnxDetector:
             data = self.preprocessor(dict(inputs=dict(points=clouds),
                                           data_samples=data_samples), False)
             outputs = self.run_graph(data['inputs']['voxels'], len(clouds))
-            maps = split_outputs(outputs, self.manifest['output_kinds'])
+            maps = maps_from_outputs(outputs, self.manifest['output_kinds'])
             metas = [s.metainfo for s in data['data_samples']]
             results = self.head.predict_by_feat(*maps, batch_input_metas=metas)
         for sample, result in zip(data['data_samples'], results):
