@@ -130,7 +130,8 @@ class DeployHardVFE(nn.Module):
         parts: List[Tensor] = [points]
         if self.with_cluster_center:
             # As HardVFE: the sum over all slots (padding is zero) over the point count.
-            mean = features[:, :, :3].sum(dim=1) / num_points.type_as(features).view(-1, 1)
+            # Summing whole rows then keeping x, y, z reads the slots once, without a copy.
+            mean = features.sum(dim=1)[:, :3] / num_points.type_as(features).view(-1, 1)
             parts.append(xyz - mean.index_select(0, voxel))
         if self.with_voxel_center:
             # coors are (batch, z, y, x).
@@ -164,16 +165,21 @@ class DeployHardVFE(nn.Module):
         has_padding = (num_points < m).view(-1, 1)
         rows = self._decorated(features, num_points, coors, flat, voxel)
         padding = rows.new_zeros(n, rows.shape[1])  # HardVFE masks padding to zero
-        last = len(self.weights) - 1
-        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            rows = torch.relu(torch.addmm(bias, rows, weight.t()))
-            padding = torch.relu(torch.addmm(bias, padding, weight.t()))
+        pooled = None
+        for weight, bias in zip(self.weights, self.biases):
+            # A layer after the first reads each row's features beside its pillar's max:
+            # that half of the product is made once per pillar and gathered to the points.
+            k = rows.shape[1]
+            rows = torch.addmm(bias, rows, weight[:, :k].t())
+            padding = torch.addmm(bias, padding, weight[:, :k].t())
+            if pooled is not None:
+                per_pillar = torch.mm(pooled, weight[:, k:].t())
+                rows = rows + per_pillar.index_select(0, voxel)
+                padding = padding + per_pillar
+            rows, padding = torch.relu(rows), torch.relu(padding)
             # ReLU outputs are >= 0, so 0 is a neutral start for the max.
             pooled = _RowMax.apply(rows.new_zeros(n, rows.shape[1]), voxel, rows)
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
-            if i < last:  # the next layer also sees each pillar's max
-                rows = torch.cat([rows, pooled.index_select(0, voxel)], dim=1)
-                padding = torch.cat([padding, pooled], dim=1)
         return pooled
 
 

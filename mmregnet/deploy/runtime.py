@@ -155,6 +155,9 @@ class OnnxDetector:
         # Voxelization and NMS run in PyTorch between graph runs; ONNX Runtime's threads
         # spinning on after a run would hold the cores that those steps need.
         options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        # Work split into small blocks taken on demand keeps both threads busy when one of
+        # them is held up, instead of one waiting on the other's fixed share.
+        options.add_session_config_entry('session.intra_op.dynamic_block_base', '4')
         self.session = ort.InferenceSession(graph, sess_options=options,
                                             providers=self.providers)
         meta = self.session.get_modelmeta().custom_metadata_map
