@@ -40,7 +40,8 @@ README_COLUMNS = (('config', 'config'), ('arch', 'backbone'), ('params', 'params
                   ('flops', 'FLOPs (G)'), ('boxes', 'boxes to NMS'),
                   ('reference', 'mmdet3d eager ms'), ('compile', 'torch.compile ms'),
                   ('deploy', 'deploy (PyTorch) ms'), ('onnxruntime', 'ONNX Runtime ms'),
-                  ('speedup', 'ONNX Runtime speed-up'), ('bb_speedup', 'backbone alone'))
+                  ('speedup', 'ONNX Runtime speed-up'), ('int8', 'int8 ms'),
+                  ('int8_speedup', 'int8 speed-up'), ('bb_speedup', 'backbone alone'))
 
 
 def readme_row(result: dict) -> dict:
@@ -52,8 +53,11 @@ def readme_row(result: dict) -> dict:
                speedup=f"{race['onnxruntime']['speedup']:.2f}x",
                bb_speedup=f"{result['backbone_only']['onnxruntime']['speedup']:.2f}x")
     for name, key in (('reference', 'reference'), ('compile', 'reference+compile'),
-                      ('deploy', 'deploy'), ('onnxruntime', 'onnxruntime')):
+                      ('deploy', 'deploy'), ('onnxruntime', 'onnxruntime'),
+                      ('int8', 'onnxruntime-int8')):
         row[name] = f"{race[key]['median_ms']:.0f}" if key in race else None
+    int8 = race.get('onnxruntime-int8')
+    row['int8_speedup'] = f"{int8['speedup']:.2f}x" if int8 else None
     return row
 
 
@@ -139,7 +143,8 @@ def main(argv=None) -> None:
                f"from points to boxes; torch.compile: the same with its encoder, scatter, "
                f"backbone, neck and head compiled; deploy: `switch_detector_to_deploy`; ONNX "
                f"Runtime: `OnnxDetector` on the exported graph (voxelization and decoding + NMS "
-               f"in PyTorch). Backbone alone: ONNX Runtime against the eager backbone on the "
+               f"in PyTorch); int8: the export with `--int8`, calibrated on four other generated "
+               f"frames (other boxes: judge it by its metric). Backbone alone: ONNX Runtime against the eager backbone on the "
                f"frame's pseudo image.\n")
     readme = '## Speed\n\n' + machine + '\n' + markdown_table(rows, README_COLUMNS) if rows else ''
     write_json(os.path.join(args.out, 'results.json'), results)

@@ -117,7 +117,7 @@ def test_detector_race_covers_points_to_boxes_stages_and_backbone(tool, tmp_path
                '--warmup', '0', '--no-compile', '--json', str(out), '--markdown', str(md)])
     result = json.loads(out.read_text())
     contenders = ['reference', 'deploy', 'onnxruntime']
-    _check_race(result['detector'], contenders)
+    _check_race(result['detector'], contenders + ['onnxruntime-int8'])
     _check_race(result['backbone_only'], contenders)
     for name in contenders:  # the same boxes, scores and labels as mmdet3d's eager detector
         assert result['detector'][name]['rel_error'] < 1e-4, name
@@ -128,6 +128,7 @@ def test_detector_race_covers_points_to_boxes_stages_and_backbone(tool, tmp_path
     assert all(ms['reference'] > 0 and ms['onnxruntime'] > 0 for ms in result['stages'].values())
     printed = capsys.readouterr().out
     assert 'stages, median ms' in printed and '| onnxruntime |' in printed
+    assert '| onnxruntime-int8 |' in printed  # int8 boxes differ: an error, or 'other boxes'
     assert md.read_text() in printed
     # The README row of benchmarks/run_benchmarks.py is built from this result.
     runner = _load('benchmarks/run_benchmarks.py')

@@ -177,3 +177,40 @@ def test_repeated_runs_reuse_the_anchors_and_give_the_same_boxes(nus):
     assert len(det.head.prior_generator.made) == 1
     assert torch.equal(first.bboxes_3d.tensor, second.bboxes_3d.tensor)
     assert torch.equal(first.scores_3d, second.scores_3d)
+
+
+def test_an_int8_export_keeps_the_encoder_and_head_float_and_stays_near_float32(nus, tmp_path):
+    import json
+
+    import numpy as np
+    import onnx
+
+    from mmregnet.deploy import OnnxDetector
+    from mmregnet.deploy.export import export_model
+    from mmregnet.deploy.quantize import FLOAT_PARTS
+    cfg, ref, folder, points = nus
+    other = point_cloud_batch(cfg, num_boxes=6, background=1200, seed=5)['inputs']['points'][0]
+    int8 = str(tmp_path / 'int8')
+    export_model(ref, cfg, int8, calibration=[points, other], calibration_source='test clouds')
+    manifest = json.loads(open(os.path.join(int8, 'detector.json')).read())
+    assert manifest['precision'] == 'int8' and manifest['calibration']['frames'] == 2
+    assert sorted(os.listdir(int8)) == ['detector.json', 'detector.onnx']  # no scratch left
+    graph = onnx.load(os.path.join(int8, 'detector.onnx')).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    floats = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    quantized = [n for n in graph.node if n.op_type == 'Conv'
+                 and made_by.get(n.input[1]) is not None
+                 and made_by[n.input[1]].op_type == 'DequantizeLinear']
+    assert len(quantized) > 20 and not any(n.name.startswith(FLOAT_PARTS) for n in quantized)
+    kept = [n for n in graph.node if n.name.startswith(('/head/', '/encoder/'))
+            and n.op_type in ('Conv', 'Gemm', 'MatMul')]
+    assert kept and all(n.input[1] in floats for n in kept)
+    det32, det8 = OnnxDetector(folder), OnnxDetector(int8)
+    assert (det32.precision, det8.precision) == ('float32', 'int8')
+    with torch.no_grad():
+        voxels = det32.preprocessor(dict(inputs=dict(points=[points])), False)['inputs']['voxels']
+    for want, got in zip(det32.run_graph(voxels, 1), det8.run_graph(voxels, 1)):
+        rms = float(torch.sqrt(((got - want) ** 2).mean() / (want ** 2).mean()))
+        assert rms < 0.1, rms  # int8 rounding, not another network
+    assert len(det8(points).pred_instances_3d.scores_3d) > 0
+    assert np.isfinite(det8(points).pred_instances_3d.scores_3d.numpy()).all()

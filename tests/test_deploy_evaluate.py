@@ -95,3 +95,35 @@ def test_bad_backend_arguments_exit_one_or_two(setup):
                      '--cfg-options', *options)
     assert provider.returncode == 1
     assert "provider 'TensorrtExecutionProvider' is not available" in provider.stdout
+
+
+def test_an_int8_export_calibrated_on_the_train_split_evaluates(setup):
+    # The export reads its calibration clouds from the config's train split (the
+    # generated dataset here) and the evaluation runs the int8 graph.
+    work, checkpoint, options = setup
+    root = options[0].split('=', 1)[1]
+    train = [f'train_dataloader.dataset.data_root={root}']
+    folder = str(work / 'int8')
+    exported = _tool('deployment/export_detector.py', NUS, checkpoint, '--out', folder, '--int8',
+                     '--calibration-frames', '2', '--check', '2000', '--cfg-options', *train)
+    assert exported.returncode == 0, exported.stdout[-3000:]
+    assert '(int8,' in exported.stdout and 'CPUExecutionProvider, int8' in exported.stdout
+    manifest = json.loads((work / 'int8' / 'detector.json').read_text())
+    assert manifest['precision'] == 'int8'
+    assert manifest['calibration'] == dict(frames=2, source='train split')
+    metrics, preds, _ = _evaluate(setup, 'int8', folder, '--backend', 'onnxruntime')
+    assert 'NuScenes metric/pred_instances_3d_NuScenes/NDS' in metrics and len(preds) == 3
+
+
+def test_int8_without_its_calibration_split_fails_in_one_line(setup):
+    work, checkpoint, _ = setup
+    out = work / 'int8-missing'
+    result = _tool('deployment/export_detector.py', NUS, checkpoint, '--out', str(out), '--int8',
+                   '--cfg-options', 'train_dataloader.dataset.data_root=/nonexistent/')
+    assert result.returncode == 1, result.stdout[-3000:]
+    last = result.stdout.strip().splitlines()[-1]
+    assert 'cannot read the train split to calibrate on' in last and '/nonexistent/' in last
+    assert not out.exists() and not list(work.glob('int8-missing*'))
+    usage = _tool('deployment/export_detector.py', NUS, checkpoint, '--out', str(out), '--int8',
+                  '--calibration-frames', '0')
+    assert usage.returncode == 2 and '--calibration-frames must be >= 1, got 0' in usage.stdout

@@ -87,7 +87,7 @@ def compiled_detector(model: torch.nn.Module) -> torch.nn.Module:
 def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int = 30000,
                  points_file: Optional[str] = None, load_dim: int = 5, reps: int = 5,
                  warmup: int = 1, threads: int = 0, boxes: int = 300, compile: bool = True,
-                 seed: int = 0) -> Dict:
+                 seed: int = 0, int8: bool = True) -> Dict:
     """Races the whole detector, its stages and its backbone (CPU).
 
     Args:
@@ -103,6 +103,8 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
         boxes: Anchors passing the score threshold with random weights.
         compile: Race ``reference+compile`` too.
         seed: Seed of the weights and the frame.
+        int8: Race ``onnxruntime-int8`` too: the export quantized to int8,
+            calibrated on four other generated frames (its boxes differ).
 
     Returns:
         ``detector`` (the race, with each contender's ``rel_error`` of boxes
@@ -127,9 +129,17 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
                          checkpoint=checkpoint)
             det = OnnxDetector(os.path.join(tmp, 'onnx'), providers=['CPUExecutionProvider'])
             ours_stages = onnx_stages(det, deployed, data, tmp)
-        fns = dict(reference=lambda: ref.test_step(data),
-                   deploy=lambda: deployed.test_step(data),
-                   onnxruntime=lambda: det.predict([points]))
+            fns = dict(reference=lambda: ref.test_step(data),
+                       deploy=lambda: deployed.test_step(data),
+                       onnxruntime=lambda: det.predict([points]))
+            if int8:
+                # Calibrated on other scenes than the timed one, as a user's export would be.
+                clouds = [lidar_frame(cfg, num_points, seed + k) for k in range(1, 5)]
+                export_model(ours, cfg, os.path.join(tmp, 'int8'), config_path=config,
+                             checkpoint=checkpoint, calibration=clouds,
+                             calibration_source='generated frames')
+                det8 = OnnxDetector(os.path.join(tmp, 'int8'), providers=['CPUExecutionProvider'])
+                fns['onnxruntime-int8'] = lambda: det8.predict([points])
         result = dict(config=config, checkpoint=checkpoint, threads=torch.get_num_threads(),
                       num_points=int(points.shape[0]), boxes_to_nms=boxes_to_nms(ref, data))
         ref_stages = reference_stages(ref, data)

@@ -1,8 +1,9 @@
 """Tables and files of benchmark results: markdown for the README, JSON for the record."""
 import json
+import math
 import os
 import platform
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -64,7 +65,7 @@ def stats_rows(stats: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
             fps=f"{s['fps']:.2f}" if 'fps' in s else None,
             speedup=f"{s['speedup']:.2f}x" if 'speedup' in s else None,
             mac=f"{100 * s['mac_fraction']:.0f}%" if 'mac_fraction' in s else None,
-            err=f"{s['rel_error']:.1e}" if s.get('rel_error') is not None else None,
+            err=_error_text(s.get('rel_error')),
             peak=f'{peak / 2**20:.0f} MiB' if peak is not None else None))
     return rows
 
@@ -129,3 +130,10 @@ def detector_markdown(result: Dict[str, Any]) -> str:
 
 def _without_matmul(stats: Dict[str, Dict]) -> Dict[str, Dict]:
     return {k: v for k, v in stats.items() if k != '(matmul)'}
+
+
+def _error_text(error: Optional[float]) -> Optional[str]:
+    """A contender's largest relative error, or why there is none to give."""
+    if error is None:
+        return None
+    return f'{error:.1e}' if math.isfinite(error) else 'other boxes'

@@ -9,8 +9,9 @@ without a copy (:func:`maps_from_outputs` gives them back as ``(B, C, H, W)``
 views).
 """
 import copy
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -21,6 +22,14 @@ from .pillar_encoder import DeployHardVFE, PillarScatter, unsupported_reason
 
 #: What the graph takes: the voxelizer's output and the number of samples.
 INPUT_NAMES = ('voxels', 'num_points', 'coors', 'batch_size')
+
+
+def graph_feeds(voxels: Dict[str, torch.Tensor], batch_size: int) -> Dict[str, np.ndarray]:
+    """The graph's inputs for a voxelizer output dict of ``batch_size`` samples."""
+    return dict(voxels=voxels['voxels'].numpy(),
+                num_points=voxels['num_points'].to(torch.int32).numpy(),
+                coors=voxels['coors'].to(torch.int32).numpy(),
+                batch_size=np.array(batch_size, dtype=np.int64))
 
 
 def switch_detector_to_deploy(model: nn.Module) -> nn.Module:

@@ -9,7 +9,7 @@ another export is recognised.
 """
 import json
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -77,8 +77,9 @@ def _versions() -> Dict[str, str]:
 
 
 def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
-                 config_path: Optional[str] = None,
-                 checkpoint: Optional[str] = None) -> Dict[str, Any]:
+                 config_path: Optional[str] = None, checkpoint: Optional[str] = None,
+                 calibration: Optional[Sequence[torch.Tensor]] = None,
+                 calibration_source: str = 'given clouds') -> Dict[str, Any]:
     """Exports a built detector (weights loaded) to the folder ``out``.
 
     Args:
@@ -88,6 +89,9 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         force: Replace an existing folder.
         config_path: The config's file, recorded in the manifest.
         checkpoint: The weights' file, recorded with its sha256.
+        calibration: Point clouds to calibrate an int8 graph on
+            (:mod:`~mmregnet.deploy.quantize`); None writes the float32 graph.
+        calibration_source: Where the clouds came from, for the manifest.
 
     Returns:
         The manifest, as written to ``out/detector.json``.
@@ -123,12 +127,16 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         decoder=(cfg.model.get('test_cfg') or {}).get('pts', {}),
         inputs=list(INPUT_NAMES), outputs=outputs, output_kinds=graph.kinds, levels=levels,
         output_layout=OUTPUT_LAYOUT,
-        opset=OPSET, versions=_versions(), config=config_text(cfg))
+        opset=OPSET, versions=_versions(), config=config_text(cfg),
+        precision='int8' if calibration is not None else 'float32')
     if hasattr(manifest['decoder'], 'to_dict'):
         manifest['decoder'] = manifest['decoder'].to_dict()
     with atomic_folder(out, force=force) as tmp:
         path = os.path.join(tmp, GRAPH_FILE)
         export_graph(graph, example, path, INPUT_NAMES, outputs, axes)
+        if calibration is not None:
+            _quantize(path, cfg, calibration, tmp)
+            manifest['calibration'] = dict(frames=len(calibration), source=calibration_source)
         proto = onnx.load(path)
         if len(proto.graph.output) != len(outputs):
             raise DeployError(f'the graph has {len(proto.graph.output)} outputs, expected '
@@ -144,8 +152,22 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
     return manifest
 
 
+def _quantize(path: str, cfg: Config, clouds: Sequence[torch.Tensor], tmp: str) -> None:
+    """Replaces the float32 graph at ``path`` by its int8 version calibrated on ``clouds``."""
+    from .quantize import calibration_feeds, quantize_graph
+    scratch = os.path.join(tmp, 'quantizing')
+    os.mkdir(scratch)
+    fp32 = os.path.join(scratch, 'float32.onnx')
+    os.replace(path, fp32)
+    quantize_graph(fp32, path, list(calibration_feeds(cfg, clouds)), scratch)
+    for name in os.listdir(scratch):
+        os.remove(os.path.join(scratch, name))
+    os.rmdir(scratch)
+
+
 def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
-                    cfg_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+                    cfg_options: Optional[Dict[str, Any]] = None, int8_frames: int = 0,
+                    calibration_split: str = 'train') -> Dict[str, Any]:
     """Exports ``config`` with the weights of ``checkpoint`` to the folder ``out``.
 
     A checkpoint that does not fit the config's detector is refused, naming
@@ -158,6 +180,9 @@ def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
         out: The folder to write (``detector.onnx``, ``detector.json``).
         force: Replace an existing folder.
         cfg_options: Config overrides.
+        int8_frames: Above 0, an int8 graph calibrated on that many clouds of
+            the config's ``calibration_split`` (:mod:`~mmregnet.deploy.quantize`).
+        calibration_split: ``'train'`` or ``'val'``.
 
     Returns:
         The manifest.
@@ -166,12 +191,19 @@ def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
         DeployError: Bad config, checkpoint or destination; nothing is left in ``out``.
     """
     _check_out(out, force)
+    if int8_frames < 0:
+        raise DeployError(f'int8_frames must be >= 0, got {int8_frames}')
     cfg = load_detector_config(config, cfg_options)
     state = read_checkpoint(checkpoint)
     from .configs import build_detector
     model = build_detector(cfg, init=False)
     load_weights(model, state, checkpoint, config)
-    return export_model(model, cfg, out, force=force, config_path=config, checkpoint=checkpoint)
+    clouds = None
+    if int8_frames:
+        from .quantize import dataset_clouds
+        clouds = dataset_clouds(cfg, int8_frames, calibration_split)
+    return export_model(model, cfg, out, force=force, config_path=config, checkpoint=checkpoint,
+                        calibration=clouds, calibration_source=f'{calibration_split} split')
 
 
 def _check_out(out: str, force: bool) -> None:

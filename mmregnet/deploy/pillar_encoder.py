@@ -113,12 +113,21 @@ class DeployHardVFE(nn.Module):
         self.with_distance = vfe._with_distance
         self.voxel_size = (vfe.vx, vfe.vy, vfe.vz)
         self.offsets = (vfe.x_offset, vfe.y_offset, vfe.z_offset)
+        # A layer after the first reads each row's features beside its pillar's max: its
+        # weight is kept in two halves, the max's half applied once per pillar, not per point.
         self.weights = nn.ParameterList()
+        self.pillar_weights = nn.ParameterList()
         self.biases = nn.ParameterList()
+        rows = None
         for layer in vfe.vfe_layers:
             weight, bias = _folded(layer.linear, layer.norm)
-            self.weights.append(nn.Parameter(weight, requires_grad=False))
+            rows = weight.shape[1] if rows is None else rows
+            self.weights.append(nn.Parameter(weight[:, :rows].contiguous(), requires_grad=False))
+            if weight.shape[1] > rows:
+                self.pillar_weights.append(nn.Parameter(weight[:, rows:].contiguous(),
+                                                        requires_grad=False))
             self.biases.append(nn.Parameter(bias, requires_grad=False))
+            rows = weight.shape[0]
         self.out_channels = self.weights[-1].shape[0]
 
     def _decorated(self, features: Tensor, num_points: Tensor, coors: Tensor,
@@ -166,14 +175,11 @@ class DeployHardVFE(nn.Module):
         rows = self._decorated(features, num_points, coors, flat, voxel)
         padding = rows.new_zeros(n, rows.shape[1])  # HardVFE masks padding to zero
         pooled = None
-        for weight, bias in zip(self.weights, self.biases):
-            # A layer after the first reads each row's features beside its pillar's max:
-            # that half of the product is made once per pillar and gathered to the points.
-            k = rows.shape[1]
-            rows = torch.addmm(bias, rows, weight[:, :k].t())
-            padding = torch.addmm(bias, padding, weight[:, :k].t())
+        for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            rows = torch.addmm(bias, rows, weight.t())
+            padding = torch.addmm(bias, padding, weight.t())
             if pooled is not None:
-                per_pillar = torch.mm(pooled, weight[:, k:].t())
+                per_pillar = torch.mm(pooled, self.pillar_weights[i - 1].t())
                 rows = rows + per_pillar.index_select(0, voxel)
                 padding = padding + per_pillar
             rows, padding = torch.relu(rows), torch.relu(padding)

@@ -186,6 +186,11 @@ class OnnxDetector:
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     @property
+    def precision(self) -> str:
+        """``'float32'``, or ``'int8'`` for a graph quantized at export."""
+        return self.manifest.get('precision', 'float32')
+
+    @property
     def network(self) -> str:
         """The fingerprint of the exported network (:func:`~.configs.network_fingerprint`)."""
         return self.manifest['network']
@@ -233,10 +238,8 @@ class OnnxDetector:
 
     def run_graph(self, voxels: Dict[str, torch.Tensor], batch_size: int) -> List[torch.Tensor]:
         """The graph's flat outputs for a voxelizer output dict."""
-        feeds = dict(voxels=voxels['voxels'].numpy(),
-                     num_points=voxels['num_points'].to(torch.int32).numpy(),
-                     coors=voxels['coors'].to(torch.int32).numpy(),
-                     batch_size=np.array(batch_size, dtype=np.int64))
+        from .detector_graph import graph_feeds
+        feeds = graph_feeds(voxels, batch_size)
         return [torch.from_numpy(o) for o in self.session.run(self.output_names, feeds)]
 
     def predict(self, clouds: Sequence[Points], data_samples: Optional[list] = None) -> list:

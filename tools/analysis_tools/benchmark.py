@@ -72,6 +72,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument('--boxes', type=int, default=300,
                    help='with random weights, anchors that pass the score threshold (300)')
     p.add_argument('--no-compile', action='store_true', help='leave torch.compile out')
+    p.add_argument('--no-int8', action='store_true',
+                   help='leave the int8 export (calibrated on other generated frames) out')
     p.add_argument('--markdown', help='also write the tables to this .md file')
     _common(p, device=False)
     args = parser.parse_args(argv)
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.command == 'detector':
         result = run_detector(args.config, args.checkpoint, args.num_points, args.points,
                               args.load_dim, args.reps, args.warmup, args.threads, args.boxes,
-                              compile=not args.no_compile)
+                              compile=not args.no_compile, int8=not args.no_int8)
     else:
         if args.command == 'with-cp':
             result = run_with_cp_memory(args.case, args.device, args.threads)
