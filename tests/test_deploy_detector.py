@@ -214,3 +214,24 @@ def test_an_int8_export_keeps_the_encoder_and_head_float_and_stays_near_float32(
         assert rms < 0.1, rms  # int8 rounding, not another network
     assert len(det8(points).pred_instances_3d.scores_3d) > 0
     assert np.isfinite(det8(points).pred_instances_3d.scores_3d.numpy()).all()
+
+
+# One config of each other neck, head and backbone family than the 400MF FPN above.
+INT8_FAMILIES = [c for c in CONFIGS if os.path.basename(c).startswith((
+    'pointpillars_hv_regnet-400mf_secfpn_sbn-all_8xb2', 'ssn_hv_regnet-400mf_secfpn_sbn-all_16xb2',
+    'pointpillars_hv_regnety-400mf', 'pointpillars_hv_regnet-400mf_fpn_head-free-anchor'))]
+
+
+@pytest.mark.parametrize('config', INT8_FAMILIES, ids=lambda c: os.path.basename(c)[:-3])
+def test_int8_exports_of_other_necks_heads_and_backbones_run(config, tmp_path):
+    from mmregnet.deploy import OnnxDetector
+    from mmregnet.deploy.configs import build_detector, load_detector_config
+    from mmregnet.deploy.export import export_model
+    assert len(INT8_FAMILIES) == 4
+    cfg = shrink_range(load_detector_config(config))
+    torch.manual_seed(0)
+    model = build_detector(cfg, init=False).eval()
+    points = point_cloud_batch(cfg, seed=1)['inputs']['points'][0]
+    export_model(model, cfg, str(tmp_path / 'int8'), calibration=[points])
+    det = OnnxDetector(str(tmp_path / 'int8'))
+    assert det.precision == 'int8' and len(det(points).pred_instances_3d.scores_3d) > 0
