@@ -169,7 +169,7 @@ def test_the_neck_upsamples_by_a_fixed_factor_only_where_levels_halve(nus):
 
 def test_repeated_runs_reuse_the_anchors_and_give_the_same_boxes(nus):
     from mmregnet.deploy import OnnxDetector
-    from mmregnet.deploy.runtime import ReusedAnchors
+    from mmregnet.deploy.detector_graph import ReusedAnchors
     _, _, folder, points = nus
     det = OnnxDetector(folder)
     assert isinstance(det.head.prior_generator, ReusedAnchors)
@@ -177,6 +177,13 @@ def test_repeated_runs_reuse_the_anchors_and_give_the_same_boxes(nus):
     assert len(det.head.prior_generator.made) == 1
     assert torch.equal(first.bboxes_3d.tensor, second.bboxes_3d.tensor)
     assert torch.equal(first.scores_3d, second.scores_3d)
+    # The PyTorch deploy path reuses them too, wrapping once however often it is called.
+    import copy
+
+    from mmregnet.deploy import switch_detector_to_deploy
+    model = switch_detector_to_deploy(switch_detector_to_deploy(copy.deepcopy(nus[1])))
+    assert isinstance(model.pts_bbox_head.prior_generator, ReusedAnchors)
+    assert not isinstance(model.pts_bbox_head.prior_generator.generator, ReusedAnchors)
 
 
 def test_an_int8_export_keeps_the_encoder_and_head_float_and_stays_near_float32(nus, tmp_path):

@@ -9,7 +9,7 @@ without a copy (:func:`maps_from_outputs` gives them back as ``(B, C, H, W)``
 views).
 """
 import copy
-from typing import Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,6 +32,48 @@ def graph_feeds(voxels: Dict[str, torch.Tensor], batch_size: int) -> Dict[str, n
                 batch_size=np.array(batch_size, dtype=np.int64))
 
 
+class ReusedAnchors:
+    """A head's anchor generator that makes each feature-map size's anchors once.
+
+    mmdet3d's heads rebuild every anchor of every level on each
+    ``predict_by_feat`` call, though they depend only on the feature-map sizes
+    and the device, the same for every frame an exported graph sees. The
+    tensors handed out are shared between calls: the heads' decoding indexes
+    and concatenates them and never writes into them.
+
+    Args:
+        generator: The head's ``prior_generator`` (an mmdet3d anchor generator).
+
+    Example:
+        >>> from mmdet3d.models.task_modules import Anchor3DRangeGenerator
+        >>> anchors = ReusedAnchors(Anchor3DRangeGenerator([[0, -40, -1.8, 70, 40, -1.8]]))
+        >>> first = anchors.grid_anchors([(4, 4)], device='cpu')
+        >>> first[0] is anchors.grid_anchors([(4, 4)], device='cpu')[0], anchors.num_levels
+        (True, 1)
+    """
+
+    #: Feature-map settings kept; a graph has one, a stage benchmark a few.
+    MAX_SIZES = 4
+
+    def __init__(self, generator: Any) -> None:
+        self.generator = generator
+        self.made: Dict[tuple, Any] = {}
+
+    def grid_anchors(self, featmap_sizes: Sequence[Sequence[int]], device: Any = 'cuda'):
+        """The generator's ``grid_anchors``, made on the first call for these sizes."""
+        key = (tuple(tuple(int(v) for v in size) for size in featmap_sizes), str(device))
+        if key not in self.made:
+            if len(self.made) >= self.MAX_SIZES:
+                self.made.clear()
+            self.made[key] = self.generator.grid_anchors(featmap_sizes, device=device)
+        return self.made[key]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == 'generator':  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.generator, name)
+
+
 def switch_detector_to_deploy(model: nn.Module) -> nn.Module:
     """Deploys a PointPillars detector in place for inference in PyTorch.
 
@@ -39,7 +81,8 @@ def switch_detector_to_deploy(model: nn.Module) -> nn.Module:
     neck's and head's conv+BN pairs are folded and their weights moved to
     channels-last; a plain ``HardVFE`` voxel encoder is replaced by
     :class:`~mmregnet.deploy.pillar_encoder.DeployHardVFE`, which computes
-    only the real points of each pillar (other encoders are kept).
+    only the real points of each pillar (other encoders are kept); the head's
+    anchors are made once per feature-map size (:class:`ReusedAnchors`).
 
     Args:
         model: An mmdet3d detector with ``pts_backbone``.
@@ -48,6 +91,10 @@ def switch_detector_to_deploy(model: nn.Module) -> nn.Module:
         ``model``, in eval mode.
     """
     model.eval()
+    head = getattr(model, 'pts_bbox_head', None)
+    if head is not None and hasattr(head, 'prior_generator') \
+            and not isinstance(head.prior_generator, ReusedAnchors):
+        head.prior_generator = ReusedAnchors(head.prior_generator)
     backbone = model.pts_backbone
     if hasattr(backbone, 'switch_to_deploy'):
         backbone.switch_to_deploy()

@@ -84,48 +84,6 @@ def resolve_providers(requested: Optional[Sequence[Any]] = None) -> List[Any]:
     return requested
 
 
-class ReusedAnchors:
-    """A head's anchor generator that makes each feature-map size's anchors once.
-
-    mmdet3d's heads rebuild every anchor of every level on each
-    ``predict_by_feat`` call, though they depend only on the feature-map sizes
-    and the device, the same for every frame an exported graph sees. The
-    tensors handed out are shared between calls: the heads' decoding indexes
-    and concatenates them and never writes into them.
-
-    Args:
-        generator: The head's ``prior_generator`` (an mmdet3d anchor generator).
-
-    Example:
-        >>> from mmdet3d.models.task_modules import Anchor3DRangeGenerator
-        >>> anchors = ReusedAnchors(Anchor3DRangeGenerator([[0, -40, -1.8, 70, 40, -1.8]]))
-        >>> first = anchors.grid_anchors([(4, 4)], device='cpu')
-        >>> first[0] is anchors.grid_anchors([(4, 4)], device='cpu')[0], anchors.num_levels
-        (True, 1)
-    """
-
-    #: Feature-map settings kept; a graph has one, a stage benchmark a few.
-    MAX_SIZES = 4
-
-    def __init__(self, generator: Any) -> None:
-        self.generator = generator
-        self.made: Dict[tuple, Any] = {}
-
-    def grid_anchors(self, featmap_sizes: Sequence[Sequence[int]], device: Any = 'cuda'):
-        """The generator's ``grid_anchors``, made on the first call for these sizes."""
-        key = (tuple(tuple(int(v) for v in size) for size in featmap_sizes), str(device))
-        if key not in self.made:
-            if len(self.made) >= self.MAX_SIZES:
-                self.made.clear()
-            self.made[key] = self.generator.grid_anchors(featmap_sizes, device=device)
-        return self.made[key]
-
-    def __getattr__(self, name: str) -> Any:
-        if name == 'generator':  # not set yet (copying): no recursion
-            raise AttributeError(name)
-        return getattr(self.generator, name)
-
-
 class OnnxDetector:
     """An exported PointPillars detector on ONNX Runtime.
 
@@ -178,6 +136,7 @@ class OnnxDetector:
                     else (model.get('test_cfg') or {}).get('pts'))
         self.head = MODELS.build(head).eval()
         if hasattr(self.head, 'prior_generator'):
+            from .detector_graph import ReusedAnchors
             self.head.prior_generator = ReusedAnchors(self.head.prior_generator)
         for name, sizes in self.manifest.get('head_state', {}).items():
             setattr(self.head, name, [tuple(size) for size in sizes])
