@@ -9,6 +9,7 @@ another export is recognised.
 """
 import json
 import os
+import shutil
 from typing import Any, Dict, Optional, Sequence
 
 import torch
@@ -160,9 +161,7 @@ def _quantize(path: str, cfg: Config, clouds: Sequence[torch.Tensor], tmp: str) 
     fp32 = os.path.join(scratch, 'float32.onnx')
     os.replace(path, fp32)
     quantize_graph(fp32, path, list(calibration_feeds(cfg, clouds)), scratch)
-    for name in os.listdir(scratch):
-        os.remove(os.path.join(scratch, name))
-    os.rmdir(scratch)
+    shutil.rmtree(scratch)
 
 
 def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
