@@ -3,6 +3,7 @@
 Uses the demo nuScenes config (a 64 x 64 canvas, a 64-channel head): exports
 take seconds.
 """
+import json
 import os
 import shutil
 import signal
@@ -120,6 +121,14 @@ def test_graph_of_another_config_is_refused(exported, tmp_path):
         OnnxDetector(str(tmp_path / 'missing'))
     with pytest.raises(DeployError, match='cannot read detector.json'):
         OnnxDetector(str(tmp_path))
+    # A folder of the earlier format (NCHW maps) is refused with what to do.
+    old = tmp_path / 'old'
+    shutil.copytree(work / 'nus', old)
+    manifest = json.loads((old / 'detector.json').read_text())
+    (old / 'detector.json').write_text(json.dumps(dict(manifest, version=1)))
+    with pytest.raises(DeployError, match=r"expected format 'mmregnet-onnx-detector' version 2, "
+                       r"got 'mmregnet-onnx-detector' version 1; export the detector again"):
+        OnnxDetector(str(old))
 
 
 def test_bad_point_clouds_and_providers_are_named(exported):
