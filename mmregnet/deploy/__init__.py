@@ -6,7 +6,8 @@
 - ONNX: :func:`export_onnx` / :func:`trace` for a backbone;
   :func:`export_detector` for a whole detector from pillars to the head's maps
   (``tools/deployment/export_detector.py``), run by :class:`OnnxDetector` on
-  ONNX Runtime from points to mmdet3d's boxes.
+  ONNX Runtime from points to mmdet3d's boxes; ``--int8`` quantizes its
+  backbone and neck (:mod:`mmregnet.deploy.quantize`).
 
 The names are imported on first use, so ``import mmregnet.deploy`` loads
 neither mmdet3d nor onnxruntime.
