@@ -160,7 +160,7 @@ def _quantize(path: str, cfg: Config, clouds: Sequence[torch.Tensor], tmp: str) 
     os.mkdir(scratch)
     fp32 = os.path.join(scratch, 'float32.onnx')
     os.replace(path, fp32)
-    quantize_graph(fp32, path, list(calibration_feeds(cfg, clouds)), scratch)
+    quantize_graph(fp32, path, calibration_feeds(cfg, clouds), scratch)
     shutil.rmtree(scratch)
 
 

@@ -118,16 +118,16 @@ class DeployHardVFE(nn.Module):
         self.weights = nn.ParameterList()
         self.pillar_weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        rows = None
+        width = None  # of a point's row entering the layer: the previous layer's output
         for layer in vfe.vfe_layers:
             weight, bias = _folded(layer.linear, layer.norm)
-            rows = weight.shape[1] if rows is None else rows
-            self.weights.append(nn.Parameter(weight[:, :rows].contiguous(), requires_grad=False))
-            if weight.shape[1] > rows:
-                self.pillar_weights.append(nn.Parameter(weight[:, rows:].contiguous(),
+            width = weight.shape[1] if width is None else width
+            self.weights.append(nn.Parameter(weight[:, :width].contiguous(), requires_grad=False))
+            if weight.shape[1] > width:
+                self.pillar_weights.append(nn.Parameter(weight[:, width:].contiguous(),
                                                         requires_grad=False))
             self.biases.append(nn.Parameter(bias, requires_grad=False))
-            rows = weight.shape[0]
+            width = weight.shape[0]
         self.out_channels = self.weights[-1].shape[0]
 
     def _decorated(self, features: Tensor, num_points: Tensor, coors: Tensor,

@@ -13,7 +13,7 @@ The int8 detector does not give the float32 detector's boxes: evaluate it with
 """
 import copy
 import os
-from typing import Dict, Iterator, List, Optional, Sequence
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -94,7 +94,7 @@ def float_nodes(path: str) -> List[str]:
     return [n.name for n in graph.node if n.name.startswith(FLOAT_PARTS)]
 
 
-def quantize_graph(src: str, dst: str, feeds: Sequence[Dict], scratch: str) -> None:
+def quantize_graph(src: str, dst: str, feeds: Iterable[Dict], scratch: str) -> None:
     """Writes the int8 version of the float32 detector graph ``src`` to ``dst``.
 
     Args:
