@@ -53,6 +53,8 @@ _MIB = 1 << 20
 
 
 def _size(n: int) -> str:
+    if n >= 1 << 30:
+        return f'{n} bytes = {n / (1 << 30):.1f} GiB'
     return f'{n} bytes = {n / _MIB:.1f} MiB' if n >= _MIB else f'{n} bytes'
 
 

@@ -15,6 +15,7 @@ import uuid
 import pytest
 import torch
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import CheckpointHook
 from mmengine.logging import MessageHub
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
@@ -25,8 +26,7 @@ from mmregnet.runtime import find_resumable_checkpoint, is_complete_checkpoint
 from mmregnet.runtime.atomic_saves import AtomicCheckpointHook
 from mmregnet.runtime.portable_checkpoint import PortableCheckpointHook
 
-from fault_injection import install
-from test_faults import CAUSES, ENV, REPO, WHERE, error_line, inject, room, tmpfs
+from test_faults import CAUSES, ENV, REPO, WHERE, error_line, failing, inject, room, tmpfs
 
 TRAIN = os.path.join(REPO, 'tools', 'train.py')
 TEST = os.path.join(REPO, 'tools', 'test.py')
@@ -69,32 +69,25 @@ class EpochScore(BaseMetric):
         return dict(score=float(MessageHub.get_current_instance().get_info('epoch')))
 
 
-def toy_train(work, resume=False, epochs=2):
+def toy_train(work, resume=False, epochs=2, hook=AtomicCheckpointHook):
     """Trains the toy model in ``work`` (resuming from its newest whole checkpoint)."""
     loader = dict(dataset=ToyData(), batch_size=4, num_workers=0,
                   sampler=dict(type='DefaultSampler', shuffle=True))
     checkpoint = find_resumable_checkpoint(str(work)) if resume else None
+    torch.manual_seed(0)  # the model is built before the Runner seeds
     runner = Runner(
         model=ToyModel(), work_dir=str(work), experiment_name=f'toy_{uuid.uuid4().hex}',
         train_dataloader=loader, val_dataloader=loader, val_evaluator=[EpochScore()],
         train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=1), val_cfg=dict(),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.05, momentum=0.9)),
-        default_hooks=dict(checkpoint=dict(type=AtomicCheckpointHook, interval=1,
-                                           max_keep_ckpts=1, save_best='toy/score')),
+        default_hooks=dict(checkpoint=dict(type=hook, interval=1,
+                                           max_keep_ckpts=1, save_best='toy/score',
+                                           rule='greater')),
         custom_hooks=[dict(type=PortableCheckpointHook)], randomness=dict(seed=0),
         load_from=checkpoint, resume=checkpoint is not None)
     with allow_mmengine_checkpoints():
         runner.train()
     return runner.model.state_dict()
-
-
-@contextlib.contextmanager
-def failing(match, code, at='write', after=0):
-    undo = install(match, getattr(errno, code), at, after)
-    try:
-        yield
-    finally:
-        undo()
 
 
 def checkpoints(work):
@@ -148,8 +141,22 @@ def test_a_failed_save_keeps_what_was_there_and_resume_continues(toy_reference, 
     else:  # epoch 2 saved; the best of epoch 1 kept, as no new best was written
         assert checkpoints(tmp_path) == ['best_toy_score_epoch_1.pth', 'epoch_2.pth']
         assert last_checkpoint(tmp_path) == 'epoch_2.pth'
+    before = checkpoints(tmp_path)
     assert same_weights(toy_train(tmp_path, resume=True), weights)
-    assert checkpoints(tmp_path) == ['best_toy_score_epoch_2.pth', 'epoch_2.pth']
+    # A resume past the failed regular save redoes epoch 2 (and its best); after a failed best
+    # there is nothing left to train.
+    assert checkpoints(tmp_path) == (['best_toy_score_epoch_2.pth', 'epoch_2.pth']
+                                     if target == REGULAR else before)
+
+
+def test_mmengines_hook_alone_loses_the_last_good_checkpoint(toy_reference, tmp_path):
+    """The reference: the same failure under mmengine's CheckpointHook."""
+    with failing(MATCH[REGULAR], 'ENOSPC', after=toy_reference[1][REGULAR] // 2), \
+            pytest.raises(OSError):
+        toy_train(tmp_path, hook=CheckpointHook)
+    names = sorted(n for n in os.listdir(tmp_path) if n.endswith('.pth'))
+    assert names == ['best_toy_score_epoch_1.pth', 'epoch_2.pth']  # epoch_1.pth deleted first
+    assert not is_complete_checkpoint(str(tmp_path / 'epoch_2.pth'))  # and this one torn
 
 
 def test_a_killed_runs_temporary_is_removed_by_the_next_run(tmp_path):
