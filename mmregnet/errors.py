@@ -27,7 +27,7 @@ import traceback
 from typing import Callable, Optional, Tuple, Type
 
 from .faults import FAULT_ERRNOS, WriteError, describe, os_error_in
-from .fileio import Interrupted, interruption, sigterm_raises
+from .interrupts import Interrupted, interruption, sigterm_raises
 
 EXIT_BAD_INPUT = 1
 EXIT_BUG = 2
@@ -66,7 +66,7 @@ def run_guarded(prog: str, run: Callable[[], int], debug: bool = False,
                 known: Tuple[Type[BaseException], ...] = (InputError, OSError)) -> int:
     """Runs a tool's body under the error contract; returns its exit status.
 
-    SIGTERM raises inside the body (:func:`mmregnet.fileio.sigterm_raises`),
+    SIGTERM raises inside the body (:func:`mmregnet.interrupts.sigterm_raises`),
     so its ``finally`` blocks remove temporaries as on Ctrl-C.
 
     Args:

@@ -32,46 +32,19 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
 from typing import Iterator, List, Optional
 
-from .faults import Needed, chain, with_room, write_failure
+from .faults import Needed, with_room, write_failure
+from .interrupts import Interrupted, interruption, signals_held, sigterm_raises
+
+__all__ = ['FILE_MODE', 'FOLDER_MODE', 'Interrupted', 'atomic_folder', 'atomic_output',
+           'check_destination', 'interruption', 'remove_stale_parts', 'remove_stale_parts_in',
+           'sigterm_raises', 'write_bytes']
 
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755
 _PART = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.part$')
-
-
-class Interrupted(Exception):
-    """A signal (SIGTERM) ended the work; :attr:`exit_status` is ``128 + signal``."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f'interrupted by {signal.Signals(signum).name}')
-        self.exit_status = 128 + signum
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Interrupted` so ``finally`` blocks run.
-
-    SIGINT already raises ``KeyboardInterrupt``. Outside the main thread (where
-    Python cannot set handlers) the block runs unchanged. The previous handler
-    is restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _alive(pid: int) -> bool:
@@ -98,11 +71,7 @@ def _remove_dead_parts(folder: str, name: Optional[str]) -> List[str]:
                 _alive(int(match['pid'])):
             continue
         stale = os.path.join(folder, entry)
-        if os.path.isdir(stale) and not os.path.islink(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(stale)
+        _remove(stale)
         removed.append(stale)
     return removed
 
@@ -169,44 +138,8 @@ def check_destination(path: str, force: bool, kind: str = 'file') -> str:
     return folder
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back within the block; they arrive right after it.
-
-    Creating a temporary and remembering its name is then one step: a signal
-    cannot land in between and leave a temporary nobody removes. Outside the
-    main thread, or without ``pthread_sigmask``, the block runs unchanged.
-    """
-    if threading.current_thread() is not threading.main_thread() or \
-            not hasattr(signal, 'pthread_sigmask'):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _temp_prefix(path: str) -> str:
     return f'.{os.path.basename(os.path.abspath(path))}.{os.getpid()}.'
-
-
-def interruption(error: BaseException) -> Optional[BaseException]:
-    """The ``KeyboardInterrupt`` or :class:`Interrupted` behind ``error``.
-
-    Some libraries turn an interrupt into their own error on the way out (torch's
-    zip writer raises ``RuntimeError`` when a Ctrl-C stops it); the interrupt then
-    sits in the exception's context.
-
-    Args:
-        error: The exception caught.
-
-    Returns:
-        The interrupt, or None when ``error`` did not come from one.
-    """
-    return next((e for e in chain(error) if isinstance(e, (KeyboardInterrupt, Interrupted))),
-                None)
 
 
 def _sync(path: str) -> None:
@@ -265,7 +198,7 @@ def atomic_output(path: str, force: bool = False, needed: Needed = None) -> Iter
     with sigterm_raises():
         tmp, stage = None, 'create'
         try:
-            with _signals_held():  # a Ctrl-C lands after the temporary is known, not before
+            with signals_held():  # a Ctrl-C lands after the temporary is known, not before
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
                 os.close(fd)
             stage = 'write'
@@ -312,7 +245,7 @@ def atomic_folder(path: str, force: bool = False, needed: Needed = None) -> Iter
         tmp = old = None
         stage = 'create'
         try:
-            with _signals_held():
+            with signals_held():
                 tmp = tempfile.mkdtemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
             os.chmod(tmp, FOLDER_MODE)
             stage = 'write'

@@ -120,7 +120,7 @@ def _raise(code):
 def test_a_library_error_hiding_the_cause_is_traced_to_it(tmp_path, capsys):
     """torch's zip writer answers a full disk with a RuntimeError whose context is the OSError."""
     def write():
-        with atomic_output(str(tmp_path / 'w.pth')) as tmp:
+        with atomic_output(str(tmp_path / 'w.pth')):
             try:
                 raise OSError(errno.ENOSPC, 'No space left on device')
             except OSError:

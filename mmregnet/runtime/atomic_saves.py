@@ -21,7 +21,8 @@ have deleted the last good one. Here:
   logged, the log flushed, and the error raised. Its names, ``interval``,
   ``max_keep_ckpts``, ``out_dir`` and ``save_best`` behave as mmengine's;
   keeping ``max_keep_ckpts`` checkpoints needs room for one more while the
-  next one is written.
+  next one is written. (``published_keys`` copies, made once training has
+  ended, are written by mmengine as they were.)
 - :class:`AtomicDumpResults` is mmengine's ``DumpResults``
   (``tools/test.py --out``) writing through the backend.
 
