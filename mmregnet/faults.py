@@ -1,15 +1,15 @@
 """Why a write failed, in one line: :class:`WriteError` and the words for an ``OSError``.
 
 Every writer of mmregnet goes through :mod:`mmregnet.fileio`, which turns an
-error of the filesystem into a :class:`WriteError`: the destination, what was
+error of the file system into a :class:`WriteError`: the destination, what was
 being done, the cause in words and, when the cause is room, the bytes the
 output needed and the bytes that were free. :func:`mmregnet.errors.run_guarded`
 prints it as one line and exits 1.
 
-Some writers hide the filesystem's error: torch's zip writer answers a full
+Some writers hide the file system's error: torch's zip writer answers a full
 disk with ``RuntimeError: [enforce fail at inline_container.cc:672] ...
 unexpected pos``. :func:`write_failure` then looks for an ``OSError`` in the
-exception's chain and, failing that, asks the filesystem itself by appending
+exception's chain and, failing that, asks the file system itself by appending
 a probe to the half-written temporary (:func:`probe_errno`): a disk that
 just ran out of room refuses it with the real ``errno``.
 
@@ -63,7 +63,7 @@ def cause_words(code: Optional[int], path: Optional[str] = None) -> str:
 
     Args:
         code: The ``errno``.
-        path: The path written; names the folder when it is gone (``ENOENT``).
+        path: The path written; names its folder when that is gone (``ENOENT``).
 
     Example:
         >>> cause_words(30)
@@ -71,7 +71,11 @@ def cause_words(code: Optional[int], path: Optional[str] = None) -> str:
     """
     if code == errno.ENOENT:
         folder = os.path.dirname(os.path.abspath(path)) if path else None
-        return f'its folder {folder} no longer exists' if folder else 'no such file or folder'
+        if folder is None:
+            return 'no such file or folder'
+        if os.path.isdir(folder):
+            return 'its temporary was removed while it was written'
+        return f'its folder {folder} no longer exists'
     if code in _CAUSES:
         return _CAUSES[code]
     return os.strerror(code).lower() if code is not None else 'unknown error'
@@ -141,6 +145,19 @@ def probe_errno(tmp: str) -> Optional[int]:
     return None
 
 
+def allocated_bytes(path: Optional[str]) -> int:
+    """The disk space a file, or a folder's files, take (0 when there is nothing)."""
+    if path is None:
+        return 0
+    try:
+        if not os.path.isdir(path):
+            return os.lstat(path).st_blocks * 512
+        return sum(os.lstat(os.path.join(root, name)).st_blocks * 512
+                   for root, _, names in os.walk(path) for name in names)
+    except (OSError, AttributeError):  # AttributeError: no st_blocks (Windows)
+        return 0
+
+
 def free_bytes(path: str) -> Optional[int]:
     """Bytes free for this user on the file system of ``path``'s folder (None if it is gone)."""
     try:
@@ -170,9 +187,11 @@ def write_failure(path: str, operation: str, error: BaseException, tmp: Optional
 
     Call it before removing the temporary: without an ``OSError`` in the
     chain, the file system is probed through ``tmp`` (:func:`probe_errno`; a
-    file ``.probe`` inside a temporary folder); call :func:`with_room` once the
-    temporary is gone. An ``OSError`` about another file (an input read
-    while writing) is not a failure to write ``path``.
+    file ``.probe`` inside a temporary folder). When room ran out, the bytes
+    that were free for the write are those free now plus those the temporary
+    holds (measured so, not after removing it: a writer may still hold it
+    open). An ``OSError`` about another file (an input read while writing) is
+    not a failure to write ``path``.
 
     Args:
         path: The destination.
@@ -183,7 +202,7 @@ def write_failure(path: str, operation: str, error: BaseException, tmp: Optional
             only when room ran out).
 
     Returns:
-        The error to raise instead (``free`` not yet measured), or None.
+        The error to raise instead, or None.
     """
     found = os_error_in(error)
     if isinstance(found, WriteError) and found.path == path:
@@ -199,17 +218,13 @@ def write_failure(path: str, operation: str, error: BaseException, tmp: Optional
         code = probe_errno(os.path.join(tmp, '.probe') if os.path.isdir(tmp) else tmp)
         if code is None:
             return None
-    size = None
+    size = free = None
     if code in ROOM_ERRNOS and needed is not None:
         size = needed() if callable(needed) else int(needed)
-    return WriteError(path, operation, code, needed=size)
-
-
-def with_room(failure: WriteError) -> WriteError:
-    """``failure`` with the bytes now free on its file system (after its temporary went)."""
-    if failure.errno == errno.ENOSPC and failure.free is None:
-        failure.free = free_bytes(failure.path)
-    return failure
+    if code == errno.ENOSPC:
+        now = free_bytes(path)
+        free = None if now is None else now + allocated_bytes(tmp)
+    return WriteError(path, operation, code, needed=size, free=free)
 
 
 def describe(error: OSError) -> str:

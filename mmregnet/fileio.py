@@ -35,7 +35,7 @@ import shutil
 import tempfile
 from typing import Iterator, List, Optional
 
-from .faults import Needed, with_room, write_failure
+from .faults import Needed, write_failure
 from .interrupts import Interrupted, interruption, signals_held, sigterm_raises
 
 __all__ = ['FILE_MODE', 'FOLDER_MODE', 'Interrupted', 'atomic_folder', 'atomic_output',
@@ -215,7 +215,7 @@ def atomic_output(path: str, force: bool = False, needed: Needed = None) -> Iter
             _remove(tmp)
             if failure is None:
                 raise
-            raise with_room(failure) from e
+            raise failure from e
         finally:
             _remove(tmp)
 
@@ -272,7 +272,7 @@ def atomic_folder(path: str, force: bool = False, needed: Needed = None) -> Iter
             tmp = None
             if failure is None:
                 raise
-            raise with_room(failure) from e
+            raise failure from e
         finally:
             for leftover in (tmp, old):
                 _remove(leftover)
