@@ -168,6 +168,24 @@ def test_a_killed_runs_temporary_is_removed_by_the_next_run(tmp_path):
     assert f'.epoch_1.pth.{dead}.x1y2.part, left unfinished by a killed run' in log.read_text()
 
 
+@pytest.mark.parametrize('hooks, expected', [
+    (None, 'mmregnet.AtomicCheckpointHook'),  # mmengine's default hook, made atomic
+    (dict(checkpoint=dict(type='CheckpointHook', interval=3, max_keep_ckpts=2)),
+     'mmregnet.AtomicCheckpointHook'),
+    (dict(checkpoint=dict(type='mmengine.CheckpointHook')), 'mmregnet.AtomicCheckpointHook'),
+    (dict(checkpoint=dict(type='MyCheckpointHook')), 'MyCheckpointHook'),  # the user's own
+    (dict(checkpoint=None), None)])  # turned off
+def test_the_tools_make_only_mmengines_checkpoint_hook_atomic(hooks, expected):
+    from mmengine.config import Config
+    from mmregnet.runtime.atomic_saves import use_atomic_saves
+    cfg = Config(dict(default_hooks=hooks) if hooks is not None else {})
+    assert use_atomic_saves(cfg) == (expected == 'mmregnet.AtomicCheckpointHook')
+    hook = cfg.get('default_hooks', {}).get('checkpoint')
+    assert (hook and hook['type']) == expected
+    if hooks and hooks['checkpoint'] and 'interval' in hooks['checkpoint']:
+        assert (hook.interval, hook.max_keep_ckpts) == (3, 2)  # the rest kept
+
+
 # --- the tools, in subprocesses --------------------------------------------------------------
 
 BARS = os.path.join(REPO, 'configs', 'classification', 'regnetx-tiny_1xb32-6e_bars.py')
