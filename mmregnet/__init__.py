@@ -28,6 +28,8 @@ _LAZY = {
     'check_neck_channels': 'mmregnet.detection',
     # Also how type='mmregnet.PortableCheckpointHook' resolves outside mmdet3d's scope.
     'PortableCheckpointHook': 'mmregnet.runtime.portable_checkpoint',
+    'AtomicCheckpointHook': 'mmregnet.runtime.atomic_saves',
+    'AtomicDumpResults': 'mmregnet.runtime.atomic_saves',
 }
 
 __all__ = ['PRESETS', 'ArchSpec', 'StageDesign', 'arch_name', 'bev_backbone', 'complexity',

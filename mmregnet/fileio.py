@@ -9,6 +9,12 @@ Every tool that writes a file or a folder for the user goes through
 - on an exception, Ctrl-C (SIGINT) or SIGTERM the temporary is removed; the
   temporary's name holds the writer's process id, so after a SIGKILL the next
   write to the same destination removes what the dead process left;
+- the temporary is synced to disk before the rename, so a crash right after
+  it cannot leave a named but empty file;
+- a failure of the file system (no room, quota, read-only, permission, the
+  folder removed, an I/O error) raises :class:`~mmregnet.faults.WriteError`:
+  one line naming the destination, the operation and the cause, with the
+  bytes needed and free when room ran out (:mod:`mmregnet.faults`);
 - files are created ``0644`` and folders ``0755`` (not ``mkstemp``'s ``0600``),
   so outputs are readable by the other users of a shared machine.
 
@@ -26,44 +32,19 @@ import contextlib
 import os
 import re
 import shutil
-import signal
 import tempfile
-import threading
-from typing import Iterator, List
+from typing import Iterator, List, Optional
+
+from .faults import Needed, write_failure
+from .interrupts import Interrupted, interruption, signals_held, sigterm_raises
+
+__all__ = ['FILE_MODE', 'FOLDER_MODE', 'Interrupted', 'atomic_folder', 'atomic_output',
+           'check_destination', 'interruption', 'remove_stale_parts', 'remove_stale_parts_in',
+           'sigterm_raises', 'write_bytes']
 
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755
 _PART = re.compile(r'^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.part$')
-
-
-class Interrupted(Exception):
-    """A signal (SIGTERM) ended the work; :attr:`exit_status` is ``128 + signal``."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f'interrupted by {signal.Signals(signum).name}')
-        self.exit_status = 128 + signum
-
-
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Interrupted` so ``finally`` blocks run.
-
-    SIGINT already raises ``KeyboardInterrupt``. Outside the main thread (where
-    Python cannot set handlers) the block runs unchanged. The previous handler
-    is restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def _raise(signum, frame):
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, _raise)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _alive(pid: int) -> bool:
@@ -77,6 +58,24 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _remove_dead_parts(folder: str, name: Optional[str]) -> List[str]:
+    """Removes the temporaries of dead writers in ``folder`` (for ``name``, or all)."""
+    removed = []
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _PART.match(entry)
+        if not match or (name is not None and match['name'] != name) or \
+                _alive(int(match['pid'])):
+            continue
+        stale = os.path.join(folder, entry)
+        _remove(stale)
+        removed.append(stale)
+    return removed
+
+
 def remove_stale_parts(path: str) -> List[str]:
     """Removes the temporaries that dead writers left for ``path``; returns them.
 
@@ -86,23 +85,27 @@ def remove_stale_parts(path: str) -> List[str]:
         path: The destination file or folder.
     """
     folder, name = os.path.split(os.path.abspath(path))
-    removed = []
+    return _remove_dead_parts(folder, name)
+
+
+def remove_stale_parts_in(folder: str) -> List[str]:
+    """Removes every temporary that dead writers left in ``folder``; returns them.
+
+    For a run that starts where a killed one wrote (a training work dir),
+    before it knows which outputs it will write again.
+
+    Args:
+        folder: The folder.
+    """
+    return _remove_dead_parts(os.path.abspath(folder), None)
+
+
+def _read_only(folder: str) -> bool:
+    """Whether ``folder``'s file system is mounted read-only."""
     try:
-        entries = os.listdir(folder)
-    except OSError:
-        return removed
-    for entry in entries:
-        match = _PART.match(entry)
-        if not match or match['name'] != name or _alive(int(match['pid'])):
-            continue
-        stale = os.path.join(folder, entry)
-        if os.path.isdir(stale) and not os.path.islink(stale):
-            shutil.rmtree(stale, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(stale)
-        removed.append(stale)
-    return removed
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
 
 
 def check_destination(path: str, force: bool, kind: str = 'file') -> str:
@@ -123,7 +126,8 @@ def check_destination(path: str, force: bool, kind: str = 'file') -> str:
     if not os.path.isdir(folder):
         raise FileNotFoundError(f'output {path}: its folder {folder} does not exist')
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(f'output {path}: the folder {folder} is not writable')
+        why = 'is on a read-only file system' if _read_only(folder) else 'is not writable'
+        raise PermissionError(f'output {path}: the folder {folder} {why}')
     if os.path.lexists(path):
         is_dir = os.path.isdir(path) and not os.path.islink(path)
         if is_dir != (kind == 'folder'):
@@ -134,62 +138,90 @@ def check_destination(path: str, force: bool, kind: str = 'file') -> str:
     return folder
 
 
-@contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
-    """Holds SIGINT and SIGTERM back within the block; they arrive right after it.
-
-    Creating a temporary and remembering its name is then one step: a signal
-    cannot land in between and leave a temporary nobody removes. Outside the
-    main thread, or without ``pthread_sigmask``, the block runs unchanged.
-    """
-    if threading.current_thread() is not threading.main_thread() or \
-            not hasattr(signal, 'pthread_sigmask'):
-        yield
-        return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
 def _temp_prefix(path: str) -> str:
     return f'.{os.path.basename(os.path.abspath(path))}.{os.getpid()}.'
 
 
+def _sync(path: str) -> None:
+    """Flushes a file's data, or a folder's files, to the disk."""
+    if os.path.isdir(path):
+        for root, _, files in os.walk(path):
+            for name in files:
+                _sync(os.path.join(root, name))
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: str) -> None:
+    """Makes a rename in ``folder`` durable where the file system allows syncing folders."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _remove(path: Optional[str]) -> None:
+    if path is None:
+        return
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+
+
 @contextlib.contextmanager
-def atomic_output(path: str, force: bool = False) -> Iterator[str]:
+def atomic_output(path: str, force: bool = False, needed: Needed = None) -> Iterator[str]:
     """Yields a temporary file path beside ``path``; moves it onto ``path`` on success.
 
     Args:
         path: The file to write.
         force: Whether an existing ``path`` may be replaced.
+        needed: The file's size in bytes when known, or a function that
+            computes it; only for the message when room runs out.
 
     Yields:
         The temporary path to write (in the same folder, so the rename is atomic).
 
     Raises:
-        The errors of :func:`check_destination`; :class:`Interrupted` on SIGTERM.
+        The errors of :func:`check_destination`; :class:`Interrupted` on SIGTERM;
+        :class:`~mmregnet.faults.WriteError` when the file system fails the write.
     """
     folder = check_destination(path, force, 'file')
     remove_stale_parts(path)
     with sigterm_raises():
-        tmp = None
+        tmp, stage = None, 'create'
         try:
-            with _signals_held():  # a Ctrl-C lands after the temporary is known, not before
+            with signals_held():  # a Ctrl-C lands after the temporary is known, not before
                 fd, tmp = tempfile.mkstemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
                 os.close(fd)
+            stage = 'write'
             yield tmp
+            stage = 'sync'
             os.chmod(tmp, FILE_MODE)
+            _sync(tmp)
+            stage = 'rename'
             os.replace(tmp, path)
+            tmp = None
+            _sync_folder(folder)
+        except Exception as e:  # noqa: BLE001 - a failure of the file system gets its words
+            failure = None if interruption(e) else write_failure(path, stage, e, tmp, needed)
+            _remove(tmp)
+            if failure is None:
+                raise
+            raise failure from e
         finally:
-            if tmp is not None:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(tmp)
+            _remove(tmp)
 
 
 @contextlib.contextmanager
-def atomic_folder(path: str, force: bool = False) -> Iterator[str]:
+def atomic_folder(path: str, force: bool = False, needed: Needed = None) -> Iterator[str]:
     """Yields a temporary folder beside ``path``; moves it onto ``path`` on success.
 
     An existing ``path`` (with ``force``) is replaced only after the new folder
@@ -198,22 +230,29 @@ def atomic_folder(path: str, force: bool = False) -> Iterator[str]:
     Args:
         path: The folder to write.
         force: Whether an existing ``path`` may be replaced.
+        needed: The folder's size in bytes when known (see :func:`atomic_output`).
 
     Yields:
         The temporary folder (``0755``) to fill.
 
     Raises:
-        The errors of :func:`check_destination`; :class:`Interrupted` on SIGTERM.
+        The errors of :func:`check_destination`; :class:`Interrupted` on SIGTERM;
+        :class:`~mmregnet.faults.WriteError` when the file system fails the write.
     """
     folder = check_destination(path, force, 'folder')
     remove_stale_parts(path)
     with sigterm_raises():
         tmp = old = None
+        stage = 'create'
         try:
-            with _signals_held():
+            with signals_held():
                 tmp = tempfile.mkdtemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
             os.chmod(tmp, FOLDER_MODE)
+            stage = 'write'
             yield tmp
+            stage = 'sync'
+            _sync(tmp)
+            stage = 'rename'
             if os.path.lexists(path):
                 old = tempfile.mkdtemp(dir=folder, prefix=_temp_prefix(path), suffix='.part')
                 os.rmdir(old)
@@ -225,7 +264,28 @@ def atomic_folder(path: str, force: bool = False) -> Iterator[str]:
                     os.rename(old, path)
                     old = None
                 raise
+            tmp = None
+            _sync_folder(folder)
+        except Exception as e:  # noqa: BLE001 - a failure of the file system gets its words
+            failure = None if interruption(e) else write_failure(path, stage, e, tmp, needed)
+            _remove(tmp)
+            tmp = None
+            if failure is None:
+                raise
+            raise failure from e
         finally:
             for leftover in (tmp, old):
-                if leftover and os.path.isdir(leftover):
-                    shutil.rmtree(leftover, ignore_errors=True)
+                _remove(leftover)
+
+
+def write_bytes(path: str, data: bytes, force: bool = False) -> None:
+    """Writes ``data`` to ``path`` whole or not at all (:func:`atomic_output`).
+
+    Args:
+        path: The file.
+        data: Its bytes.
+        force: Whether an existing ``path`` may be replaced.
+    """
+    with atomic_output(path, force, needed=len(data)) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(data)

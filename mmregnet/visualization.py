@@ -11,6 +11,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .fileio import atomic_output
+
 
 def bev_corners(boxes: np.ndarray) -> np.ndarray:
     """The four bird's-eye-view corners of each box.
@@ -108,8 +110,11 @@ def save_bev_figure(samples: Sequence[BevSample], path: str, limit: float,
     fig.suptitle(f'green: ground truth, red: predictions with score >= {score_thr}', fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_output(path, force=True) as tmp:
+            fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or 'png')
+    finally:
+        plt.close(fig)
 
 
 def load_bev_samples(info_file: str, predictions_file: str, lidar_dir: str,

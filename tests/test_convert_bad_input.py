@@ -209,7 +209,8 @@ def test_read_only_destination_folder_exits_1(source, capsys):
     if sys.platform.startswith('linux'):  # sysfs refuses new files, even to root
         assert main([str(source), '/sys/dst.pth']) == 1
         err = capsys.readouterr().err
-        assert err.count('\n') == 1 and "cannot write '/sys/dst.pth'" in err
+        assert err.count('\n') == 1 and 'cannot write /sys/dst.pth (creating its temporary ' \
+            'file): permission denied' in err
 
 
 def test_refusals_name_what_the_file_holds(tmp_path, capsys):

@@ -93,24 +93,26 @@ def test_sigkill_mid_checkpoint_then_resume(demo, tmp_path):
                                stderr=subprocess.STDOUT)
     first, second = work / 'epoch_1.pth', work / 'epoch_2.pth'
     deadline = time.time() + 300
-    while not (second.exists() and is_complete_checkpoint(str(first))):
+    while not (list(work.glob('.epoch_2.pth.*.part')) and is_complete_checkpoint(str(first))):
         assert process.poll() is None, 'training ended before it could be killed'
         assert time.time() < deadline, 'no second checkpoint write within 300 s'
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)  # mid-write of epoch_2.pth, after epoch_1.pth
     process.wait()
-    assert not is_complete_checkpoint(str(second))
+    part, = work.glob('.epoch_2.pth.*.part')  # written beside its name, never under it
+    assert not second.exists()
     assert (work / 'last_checkpoint').read_text().endswith('epoch_1.pth')
 
     resumed = _tool('train.py', NUS, '--work-dir', str(work), '--resume', '--cfg-options',
                     *_small(data_root), 'train_cfg.max_epochs=3', check=False)
     assert resumed.returncode == 0, resumed.stdout[-4000:]
     assert f'resuming from {first}' in resumed.stdout
+    assert f'removed {part}, left unfinished by a killed run' in resumed.stdout
     assert 'resumed epoch: 1, iter: 3' in resumed.stdout
     assert 'Epoch(train) [1]' not in resumed.stdout.replace('  ', ' ')
     meta = _load(str(work / 'epoch_3.pth'))['meta']
     assert (meta['epoch'], meta['iter']) == (3, 9)
-    assert is_complete_checkpoint(str(second))  # rewritten by the resumed run
+    assert is_complete_checkpoint(str(second)) and not list(work.glob('.*.part'))
 
 
 def _free_port():

@@ -2,7 +2,8 @@
 torch's weights-only unpickler (mmregnet.compat).
 
 Also defines ``SlowLocalBackend``: tests/test_end_to_end.py makes the training subprocess
-write its checkpoints through it (``custom_imports``), so that a SIGKILL lands mid-write.
+write its checkpoints through it (``custom_imports``), so that a SIGKILL lands mid-write (of
+the temporary beside the checkpoint, as the tools write it).
 """
 import io
 import os
@@ -13,20 +14,22 @@ import time
 import numpy as np
 import pytest
 import torch
-from mmengine.fileio import LocalBackend, register_backend
+from mmengine.fileio import register_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import save_checkpoint
 
 from mmregnet.compat import (CPUDistributedDataParallel, allow_mmengine_checkpoints,
                              history_buffer_getattr, mmengine_checkpoint_globals,
                              prepare_cpu_distributed)
+from mmregnet.fileio import atomic_output
 from mmregnet.runtime import (checkpoint_candidates, find_resumable_checkpoint,
                               is_complete_checkpoint, read_last_checkpoint)
+from mmregnet.runtime.atomic_saves import AtomicLocalBackend
 
 
 @register_backend('slow_local', force=True)
-class SlowLocalBackend(LocalBackend):
-    """mmengine's local file backend, writing in 20 pieces with a pause after each.
+class SlowLocalBackend(AtomicLocalBackend):
+    """The tools' checkpoint backend, writing its temporary in 20 pieces with a pause after each.
 
     The pause (seconds) comes from ``SLOW_CHECKPOINT_PAUSE`` (default 0.2).
     """
@@ -35,7 +38,7 @@ class SlowLocalBackend(LocalBackend):
         os.makedirs(os.path.dirname(str(filepath)), exist_ok=True)
         pause = float(os.environ.get('SLOW_CHECKPOINT_PAUSE', '0.2'))
         piece = max(1, len(obj) // 20)
-        with open(filepath, 'wb') as f:
+        with atomic_output(str(filepath), force=True) as tmp, open(tmp, 'wb') as f:
             for start in range(0, len(obj), piece):
                 f.write(obj[start:start + piece])
                 f.flush()

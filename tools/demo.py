@@ -93,6 +93,7 @@ def main(argv=None) -> int:
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     from mmengine.config import Config
 
+    from mmregnet.fileio import atomic_output
     from mmregnet.runtime import find_resumable_checkpoint
     from mmregnet.runtime.launch import save_untrained_checkpoint
     from mmregnet.synthetic import DatasetSpec, Options, generate
@@ -134,7 +135,8 @@ def main(argv=None) -> int:
 
     summary = dict(results, checkpoint=trained, picture=picture,
                    wall_time_s=round(time.time() - start, 1))
-    with open(os.path.join(work, 'summary.json'), 'w') as f:
+    with atomic_output(os.path.join(work, 'summary.json'), force=True) as tmp, \
+            open(tmp, 'w') as f:
         json.dump(summary, f, indent=1)
     print(f'\n=== done in {summary["wall_time_s"]:.0f} s')
     for name in ('trained', 'untrained'):

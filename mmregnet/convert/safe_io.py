@@ -24,6 +24,7 @@ from typing import Any, Iterator
 
 import torch
 
+from ..faults import describe
 from ..fileio import atomic_output, check_destination as check_output
 from .errors import ConversionError
 from .pickles import refusal_message, unsafe_globals
@@ -241,11 +242,39 @@ def check_destination(src: str, dst: str, force: bool) -> None:
         raise ConversionError(str(e)) from None
 
 
+class _ByteCounter:
+    """A write-only file that keeps no bytes, only their count."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+def saved_size(obj: Any) -> int:
+    """The bytes ``torch.save(obj, ...)`` writes, counted without storing them.
+
+    Example:
+        >>> saved_size({'w': torch.zeros(1000)}) > 4000
+        True
+    """
+    counter = _ByteCounter()
+    torch.save(obj, counter)
+    return counter.size
+
+
 def save_checkpoint(obj: Any, dst: str, force: bool = False) -> None:
     """Writes ``obj`` with ``torch.save`` atomically (:func:`mmregnet.fileio.atomic_output`).
 
-    An interrupted or failed write (an exception, Ctrl-C, SIGTERM) removes the
-    temporary file, so ``dst`` is either the complete new file or untouched.
+    An interrupted or failed write (an exception, Ctrl-C, SIGTERM, a full
+    disk) removes the temporary file, so ``dst`` is either the complete new
+    file or untouched.
 
     Args:
         obj: What to save.
@@ -253,13 +282,13 @@ def save_checkpoint(obj: Any, dst: str, force: bool = False) -> None:
         force: Whether an existing ``dst`` may be replaced.
 
     Raises:
-        ConversionError: The file cannot be written (the reason given).
+        ConversionError: The file cannot be written: the path, the cause and,
+            when room ran out, the bytes needed and free
+            (:class:`~mmregnet.faults.WriteError`).
     """
     try:
-        with atomic_output(dst, force) as tmp:
+        with atomic_output(dst, force, needed=lambda: saved_size(obj)) as tmp:
             with open(tmp, 'wb') as f:
                 torch.save(obj, f)
-                f.flush()
-                os.fsync(f.fileno())
     except OSError as e:  # a folder that refuses files, a full disk
-        raise ConversionError(f'cannot write {dst!r}: {e.strerror or e}') from None
+        raise ConversionError(describe(e)) from e

@@ -2,7 +2,8 @@
 command line, build mmengine's Runner and run it.
 
 Every runner saves checkpoints that weights-only ``torch.load`` accepts
-(:mod:`mmregnet.runtime.portable_checkpoint`), and every run goes through
+(:mod:`mmregnet.runtime.portable_checkpoint`), whole or not at all
+(:mod:`mmregnet.runtime.atomic_saves`), and every run goes through
 :func:`mmregnet.compat.allow_mmengine_checkpoints`, so ``--resume`` and
 ``load_from`` also read checkpoints written without that hook (older ones,
 or by mmengine alone) on torch >= 2.6, with weights-only loading on.
@@ -22,6 +23,8 @@ from mmengine.utils import import_modules_from_strings
 
 from ..compat import allow_mmengine_checkpoints, prepare_cpu_distributed
 from ..errors import InputError
+from .atomic_saves import BACKEND as ATOMIC_BACKEND
+from .atomic_saves import use_atomic_saves
 from .checkpoints import find_resumable_checkpoint
 from .scope import config_scope
 
@@ -76,13 +79,15 @@ def build_runner(cfg: Config):
     A ``pytorch``-launched run on a machine without CUDA gets the gloo
     backend and a CPU model wrapper (:func:`mmregnet.compat.prepare_cpu_distributed`).
     Every runner writes checkpoints that load with weights-only ``torch.load``
-    (:func:`mmregnet.runtime.portable_checkpoint.add_portable_hook`).
+    (:func:`mmregnet.runtime.portable_checkpoint.add_portable_hook`), whole
+    or not at all (:func:`mmregnet.runtime.atomic_saves.use_atomic_saves`).
     """
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
 
     from .portable_checkpoint import add_portable_hook
     prepare_cpu_distributed(cfg)
+    use_atomic_saves(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
     add_portable_hook(runner)
     return runner
@@ -149,7 +154,8 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
         cfg: The config.
         checkpoint: Weights to evaluate; with ``backend='onnxruntime'`` also a
             folder of ``tools/deployment/export_detector.py``.
-        out: Optional ``.pkl`` path for the raw predictions (mmengine's DumpResults).
+        out: Optional ``.pkl`` path for the raw predictions (mmengine's
+            DumpResults, written whole or not at all).
         metrics_out: Optional ``.json`` path for the metrics.
         backend: ``'pytorch'`` (the config's model) or ``'onnxruntime'`` (the
             detector exported to ONNX, see :mod:`mmregnet.deploy.evaluation`;
@@ -178,7 +184,8 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
             raise InputError(f'--out must name a .pkl or .pickle file, got {out}')
         evaluators = cfg.test_evaluator
         evaluators = list(evaluators) if isinstance(evaluators, (list, tuple)) else [evaluators]
-        cfg.test_evaluator = evaluators + [dict(type='mmengine.DumpResults', out_file_path=out)]
+        cfg.test_evaluator = evaluators + [dict(type='mmregnet.AtomicDumpResults',
+                                                out_file_path=out)]
     with contextlib.ExitStack() as stack:
         if onnx:
             from ..deploy.evaluation import onnx_test_config
@@ -223,4 +230,5 @@ def save_untrained_checkpoint(config: str, path: str, seed: int = 0) -> None:
     model.init_weights()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_checkpoint({'meta': {'epoch': 0, 'iter': 0, 'seed': seed},
-                     'state_dict': model.state_dict()}, path)
+                     'state_dict': model.state_dict()}, path,
+                    backend_args=dict(backend=ATOMIC_BACKEND))
