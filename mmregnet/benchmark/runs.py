@@ -8,8 +8,8 @@ import torch
 from ..arch import get_arch
 from .backbone import (BackboneCase, compiled_contenders, inference_contenders, relative_error,
                        training_contenders, training_step)
-from .memory import peak_memory
-from .timing import num_threads, summarize, synchronize, time_interleaved
+from .memory import cuda_peak, peak_memory
+from .timing import num_threads, summarize, time_interleaved
 
 MATMUL_SIZE = 1024
 
@@ -36,18 +36,6 @@ def exact_float32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def _cuda_peak(fn: Callable[[], object], device: str) -> Optional[int]:
-    """Peak extra bytes of one call on CUDA (None on the CPU)."""
-    if not device.startswith('cuda'):
-        return None
-    synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - before
 
 
 def race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: int,
@@ -81,7 +69,7 @@ def _inference_race(models: Dict[str, torch.nn.Module], x: torch.Tensor, reps: i
         stats = race(fns, x.shape[0], reps, warmup, device, flops)
         for name, fn in fns.items():
             stats[name]['rel_error'] = errors[name]
-            stats[name]['peak_bytes'] = _cuda_peak(fn, device)
+            stats[name]['peak_bytes'] = cuda_peak(fn, device)
     return stats
 
 
@@ -143,7 +131,7 @@ def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup
                                             .contiguous(memory_format=fmt))
             result['train'] = race(steps, case.input_shape[0], reps, warmup, device)
             for name, fn in steps.items():
-                result['train'][name]['peak_bytes'] = _cuda_peak(fn, device)
+                result['train'][name]['peak_bytes'] = cuda_peak(fn, device)
     if memory and device == 'cpu':
         # RegNetY has no mmdet reference: its reference row is our own eval model.
         ref = dict(model='ours' if get_arch(case.arch).se_ratio else 'reference')
