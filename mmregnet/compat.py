@@ -1,26 +1,22 @@
 """The unpickling policy: weights-only loading of mmengine checkpoints on torch >= 2.6.
 
-Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: it
-unpickles only tensors, containers and allow-listed globals. mmengine 0.10.7
-calls ``torch.load`` without the argument, and the Runner's own checkpoints
-hold more than tensors: the message hub's ``HistoryBuffer`` objects (with numpy arrays and
-references to the buffer's statistics methods) and numpy scalars. So
-``--resume`` and ``load_from`` fail with "Weights only load failed".
+Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: it unpickles
+only tensors, containers and allow-listed globals. mmengine 0.10.7 calls
+``torch.load`` without the argument, and a Runner's checkpoints hold more: the
+message hub's ``HistoryBuffer`` objects (numpy arrays, references to the
+buffer's statistics methods) and numpy scalars, so ``--resume`` and
+``load_from`` fail with "Weights only load failed".
 
 :func:`allow_mmengine_checkpoints` is a context manager (torch's scoped
-``torch.serialization.safe_globals``) that allow-lists exactly those types
-for the duration of a run; weights-only loading stays on, and everything else
-stays refused. The one risky global a HistoryBuffer pickle uses,
-``builtins.getattr`` (pickle's way to reach ``HistoryBuffer.min`` and friends),
-is mapped to :func:`history_buffer_getattr`, which resolves only those
-methods.
+``torch.serialization.safe_globals``) that allow-lists exactly those types;
+weights-only loading stays on, and everything else stays refused. The one
+risky global a HistoryBuffer pickle uses, ``builtins.getattr`` (pickle's way to
+reach ``HistoryBuffer.min`` and friends), is mapped to
+:func:`history_buffer_getattr`, which resolves only those methods.
 
-Checkpoints that mmregnet's tools (or its configs, with any trainer) write no
-longer need this: :class:`mmregnet.runtime.portable_checkpoint.PortableCheckpointHook`
-saves the message hub as tensors and Python numbers, so any process loads
-them with weights-only ``torch.load``. The allow-list remains the one
-unpickling policy for checkpoints written without that hook: older ones of
-ours, and those of mmengine alone.
+Checkpoints written with :class:`mmregnet.runtime.portable_checkpoint.PortableCheckpointHook`
+(our tools and configs) need none of this; the allow-list is for older ones
+and those of mmengine alone.
 
 >>> import io, torch
 >>> from mmengine.logging import HistoryBuffer

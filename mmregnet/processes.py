@@ -1,9 +1,8 @@
 """Child processes that do not outlive the process that started them.
 
-A benchmark or generator killed by a signal does not take its children along,
-and an orphan still racing models or converting data at full load would spoil
-later timings and keep writing. Python's ``multiprocessing`` and
-``subprocess`` offer no such option, hence Linux's ``PR_SET_PDEATHSIG``.
+A benchmark or generator killed by a signal does not take its children along; an
+orphan racing models or converting data would spoil later timings and keep writing.
+``multiprocessing`` and ``subprocess`` have no such option: Linux's ``PR_SET_PDEATHSIG``.
 """
 import ctypes
 import os
@@ -16,9 +15,8 @@ _PR_SET_PDEATHSIG = 1
 def die_with_parent(parent_pid: Optional[int] = None) -> None:
     """Has the kernel kill this process (SIGKILL) when its parent dies.
 
-    Call it first in a child, or pass it as ``subprocess``'s ``preexec_fn``.
-    Elsewhere than Linux it does nothing, and the parent's own cleanup (on an
-    exception or an interrupt) still ends the child.
+    Call it first in a child, or as ``subprocess``'s ``preexec_fn``. Elsewhere than Linux
+    it does nothing; the parent's own cleanup (on an exception or interrupt) still ends it.
 
     Args:
         parent_pid: The parent's process id, if known: a parent gone before

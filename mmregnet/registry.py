@@ -16,18 +16,15 @@ from .mim import register_config_package
 #: The OpenMMLab packages whose registries may parent ours, the preferred first.
 PARENT_SCOPES = ('mmdet3d', 'mmdet', 'mmpretrain')
 
-
-def _parent_registry():
-    for scope in PARENT_SCOPES:
-        try:
-            return importlib.import_module(f'{scope}.registry')
-        except ImportError:
-            continue
+for _scope in PARENT_SCOPES:
+    try:
+        _parent = importlib.import_module(f'{_scope}.registry')
+        break
+    except ImportError:
+        continue
+else:
     raise ImportError(f'mmregnet\'s models need one of {", ".join(PARENT_SCOPES)}; install an '
                       'extra: pip install "mmregnet[3d]" (or [det], [cls])')
-
-
-_parent = _parent_registry()
 PARENT_MODELS, PARENT_HOOKS = _parent.MODELS, _parent.HOOKS
 MODELS = Registry('model', parent=PARENT_MODELS, scope='mmregnet',
                   locations=['mmregnet.models'])

@@ -64,18 +64,8 @@ class BackboneCase:
 
 
 def randomize_norms(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Gives every BatchNorm random statistics and affine parameters, in place.
-
-    Freshly initialised norms are identities, which would make folding them
-    trivially right; trained ones are not.
-
-    Args:
-        module: Any network.
-        seed: Seed of the values.
-
-    Returns:
-        ``module``.
-    """
+    """Gives every BatchNorm of ``module`` random statistics and affine terms, in place; returns
+    it. Fresh norms are identities, which would make folding them trivially right."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in module.modules():

@@ -15,14 +15,6 @@ MATMUL_SIZE = 1024
 
 
 @contextlib.contextmanager
-def autocast(device: str, enabled: bool) -> Iterator[None]:
-    """Mixed precision when ``enabled``: float16 on CUDA, bfloat16 on the CPU."""
-    dtype = torch.float16 if device.startswith('cuda') else torch.bfloat16
-    with torch.autocast(device.split(':')[0], dtype=dtype, enabled=enabled):
-        yield
-
-
-@contextlib.contextmanager
 def exact_float32() -> Iterator[None]:
     """TF32 off for CUDA convs and matmuls inside, restored after.
 
@@ -61,7 +53,7 @@ def race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: in
 def _inference_race(models: Dict[str, torch.nn.Module], x: torch.Tensor, reps: int,
                     warmup: int, device: str, amp: bool, flops: int) -> Dict[str, Dict]:
     """Races eval-mode ``models`` (one named ``reference``) on ``x``, with their errors."""
-    with autocast(device, amp):
+    with torch.autocast(device.split(':')[0], enabled=amp):  # float16 on CUDA, bfloat16 on CPUs
         with exact_float32():
             expected = models['reference'](x)
             errors = {name: relative_error(expected, m(x)) for name, m in models.items()}
@@ -124,7 +116,7 @@ def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup
             result['inference_compiled'] = _inference_race(
                 dict(peers, **extra), x, reps, warmup, device, amp, result['flops'])
     if train:
-        with num_threads(threads), autocast(device, amp):
+        with num_threads(threads), torch.autocast(device.split(':')[0], enabled=amp):
             steps = {}
             for name, (model, fmt) in training_contenders(case, device).items():
                 steps[name] = training_step(model, torch.randn(case.input_shape, device=device)

@@ -1,30 +1,22 @@
 """Loading a checkpoint file without running its code or trusting its sizes.
 
 A ``.pth``/``.pyth`` file is a pickle, and a full unpickle can run arbitrary
-code. Checkpoints are read with ``torch.load(weights_only=True)``, which
-builds only tensors and plain containers, plus what an mmengine Runner
-checkpoint needs: the project's one allow-list,
-:func:`mmregnet.compat.allow_mmengine_checkpoints`. A file that needs
-anything else is refused with the names it asked for (:mod:`.pickles`),
-never executed.
-
+code: checkpoints are read with ``torch.load(weights_only=True)`` under the
+project's one allow-list (:mod:`mmregnet.compat`); a file that needs anything
+else is refused with the names it asked for (:mod:`.pickles`), never run.
 What is checked when:
 
-- before ``torch.load``: the file is a non-empty regular file of a known
-  kind, and every member of a torch zip passes its CRC-32 check;
-- by ``torch.load``: a zip's storages are memory-mapped from the file, not
-  copied; a legacy (pre-zip) file's storages are allocated at the sizes its
-  pickle declares before their bytes are read, so a forged size fails at that
-  allocation or at the read after it, and the file is refused as corrupt;
-- after ``torch.load``, before anything uses a tensor: each tensor fits in
-  the storage it views (no stride-0 views that would blow up when copied),
-  all of them together view at most :data:`VIEW_FACTOR` times the file's
-  bytes, and containers nest at most :data:`MAX_NESTING` deep. The shapes
-  are checked against a RegNet afterwards, by :mod:`.shapes`.
+- before ``torch.load``: a non-empty file of a known kind; a torch zip's
+  members all pass their CRC-32 checks;
+- by ``torch.load``: a zip's storages are memory-mapped, not copied; a legacy
+  (pre-zip) file's storages are allocated at the sizes its pickle declares,
+  so a forged size fails at that allocation or at the read after it;
+- after ``torch.load``, before any tensor is used: each tensor fits in the
+  storage it views (no stride-0 views that blow up when copied), all of them
+  view at most :data:`VIEW_FACTOR` times the file, containers nest at most
+  :data:`MAX_NESTING` deep; :mod:`.shapes` then checks shapes against a RegNet.
 
-safetensors files (timm's hub format) hold no code; the ``safetensors``
-package checks their header against the file before it maps any data
-(:mod:`.safetensors_file`).
+safetensors files hold no code (:mod:`.safetensors_file`).
 """
 import os
 import pickle

@@ -1,12 +1,12 @@
 """Reading a safetensors file (timm's hub format) with the ``safetensors`` package.
 
 The package checks the header against the file (offsets inside the data, sizes
-that match the shapes, no gaps or overlaps) before it memory-maps the data.
-Its errors name neither the tensor, the rule nor the value, and it takes any
-number of dimensions, so :func:`read_header` checks the header first and
-names what is wrong: every entry must name a dtype this torch holds, a shape
-of at most :data:`MAX_DIMS` integers in ``0..MAX_DIM``, and an in-file byte
-range exactly as long as the shape needs, not overlapping another.
+that match the shapes, no gaps or overlaps) before it memory-maps the data, but
+its errors often name neither the tensor nor the value (``invalid shape, data
+type, or offset for tensor``). :func:`read_header` therefore checks the header
+first and names what is wrong: every entry must name a dtype this torch holds,
+a shape of at most :data:`MAX_DIMS` integers in ``0..MAX_DIM``, and an in-file
+byte range exactly as long as the shape needs, not overlapping another.
 """
 import json
 import math

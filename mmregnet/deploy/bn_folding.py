@@ -10,10 +10,11 @@ from typing import Tuple
 
 import torch
 import torch.nn as nn
+from mmcv.cnn import ConvModule
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..models.blocks import Bottleneck
-from ..models.fusion import Conv, fold_pair, fuse_bottleneck
+from ..models.fusion import Conv, check_batchnorm, fold_pair, fuse_bottleneck
 
 
 def bn_scale_shift(norm: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -29,23 +30,12 @@ def bn_scale_shift(norm: _BatchNorm) -> Tuple[torch.Tensor, torch.Tensor]:
         TypeError: If ``norm`` is not a BatchNorm.
         ValueError: If it has no running statistics.
     """
-    if not isinstance(norm, _BatchNorm):
-        raise TypeError(f'only a BatchNorm folds into a conv, got {type(norm).__name__}')
-    if norm.running_mean is None or norm.running_var is None:
-        raise ValueError(f'{type(norm).__name__} without running statistics '
-                         '(track_running_stats=False) normalises by batch statistics '
-                         'and cannot be folded into a conv')
+    check_batchnorm(norm)
     inv_std = torch.rsqrt(norm.running_var.double() + norm.eps)
     weight = norm.weight.double() if norm.weight is not None else 1.0
     bias = norm.bias.double() if norm.bias is not None else 0.0
     scale = weight * inv_std
     return scale, bias - norm.running_mean.double() * scale
-
-
-def _is_conv_module(module: nn.Module) -> bool:
-    """Whether ``module`` is an mmcv ``ConvModule`` with a norm (duck-typed)."""
-    return (getattr(module, 'with_norm', False) and hasattr(module, 'norm_name')
-            and hasattr(module, 'order') and isinstance(getattr(module, 'conv', None), Conv))
 
 
 def fuse_conv_bn(module: nn.Module) -> int:
@@ -65,7 +55,7 @@ def fuse_conv_bn(module: nn.Module) -> int:
     for child in list(module.modules()):
         if isinstance(child, Bottleneck):
             folded += fuse_bottleneck(child)
-        elif _is_conv_module(child):
+        elif isinstance(child, ConvModule) and child.with_norm and isinstance(child.conv, Conv):
             order = tuple(child.order)
             if order.index('conv') + 1 == order.index('norm'):
                 folded += fold_pair(child, 'conv', child.norm_name)

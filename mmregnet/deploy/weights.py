@@ -7,7 +7,7 @@ naming the arch its RegNet backbone holds against the config's
 (:func:`mmregnet.checkpoint.fit.fit_problems`, which reads the arch off the
 tensor shapes as the converter does).
 """
-from typing import Dict, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn as nn
@@ -16,13 +16,8 @@ from ..checkpoint.fit import checkpoint_state, fit_problems
 from .errors import DeployError
 
 
-def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file (a Runner checkpoint or a bare state dict).
-
-    Raises:
-        mmregnet.errors.InputError: Missing, unreadable or refused, or holding no weights.
-    """
-    return checkpoint_state(path)
+#: The state dict of a checkpoint file (a Runner checkpoint or a bare state dict).
+read_checkpoint = checkpoint_state
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], checkpoint: str,

@@ -36,6 +36,16 @@ def _double(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     return None if t is None else t.detach().double()
 
 
+def check_batchnorm(norm: nn.Module) -> None:
+    """Raises TypeError unless ``norm`` is a BatchNorm, ValueError if it has no running stats."""
+    if not isinstance(norm, _BatchNorm):
+        raise TypeError(f'only a BatchNorm folds into a conv, got {type(norm).__name__}')
+    if norm.running_mean is None or norm.running_var is None:
+        raise ValueError(f'{type(norm).__name__} without running statistics '
+                         '(track_running_stats=False) normalises by batch statistics '
+                         'and cannot be folded into a conv')
+
+
 def fold_bn(conv: nn.Module, norm: _BatchNorm) -> nn.Module:
     """A copy of ``conv`` that computes ``norm(conv(x))`` of the eval-mode norm.
 
@@ -60,12 +70,7 @@ def fold_bn(conv: nn.Module, norm: _BatchNorm) -> nn.Module:
     if not isinstance(conv, Conv):
         raise TypeError(f'fold_bn expects an nn.Conv2d or nn.ConvTranspose2d, '
                         f'got {type(conv).__name__}')
-    if not isinstance(norm, _BatchNorm):
-        raise TypeError(f'only a BatchNorm folds into a conv, got {type(norm).__name__}')
-    if norm.running_mean is None or norm.running_var is None:
-        raise ValueError(f'{type(norm).__name__} without running statistics '
-                         '(track_running_stats=False) normalises by batch statistics '
-                         'and cannot be folded into a conv')
+    check_batchnorm(norm)
     if norm.num_features != conv.out_channels:
         raise ValueError(f'the norm has {norm.num_features} channels but the conv has '
                          f'{conv.out_channels} output channels')
@@ -85,11 +90,7 @@ def fold_bn(conv: nn.Module, norm: _BatchNorm) -> nn.Module:
 
 
 def fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
-    """Folds ``parent.<norm_name>`` into ``parent.<conv_name>`` if it is a BatchNorm.
-
-    Returns:
-        Whether a norm was folded (then it is an ``nn.Identity``).
-    """
+    """Folds ``parent.<norm_name>`` into ``parent.<conv_name>`` if a BatchNorm; says if it did."""
     norm = getattr(parent, norm_name)
     if not isinstance(norm, _BatchNorm):
         return False
@@ -99,16 +100,8 @@ def fold_pair(parent: nn.Module, conv_name: str, norm_name: str) -> bool:
 
 
 def fuse_bottleneck(block: Bottleneck) -> int:
-    """Folds each BatchNorm of a RegNet :class:`~mmregnet.models.blocks.Bottleneck`, in place.
-
-    Norms that are not BatchNorms (GroupNorm...) are kept as they are.
-
-    Args:
-        block: The block; its norms are replaced by ``nn.Identity``.
-
-    Returns:
-        How many BatchNorms were folded.
-    """
+    """Folds each BatchNorm of a RegNet :class:`~mmregnet.models.blocks.Bottleneck` into its
+    conv, in place (other norms stay); returns how many were folded."""
     folded = sum(fold_pair(block, f'conv{i}', getattr(block, f'norm{i}_name')) for i in (1, 2, 3))
     if block.downsample is not None:
         folded += fold_pair(block.downsample, '0', '1')
