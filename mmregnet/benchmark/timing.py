@@ -59,15 +59,8 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], reps: int, warmup:
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile, linear between order statistics (numpy's default method).
-
-    Args:
-        samples: At least one value.
-        q: In ``[0, 100]``.
-
-    Returns:
-        The percentile.
-    """
+    """The ``q``-th percentile (``q`` in ``[0, 100]``) of at least one value, linear between
+    order statistics (numpy's default method)."""
     if not samples or not 0 <= q <= 100:
         raise ValueError(f'need samples and 0 <= q <= 100, got {len(samples)} samples, q={q}')
     return float(np.percentile(samples, q))

@@ -94,13 +94,7 @@ def read_header(path: str) -> None:
 
 
 def load_safetensors(path: str) -> Dict[str, torch.Tensor]:
-    """Checks a safetensors file's header, then loads it memory-mapped (see the module doc).
-
-    Args:
-        path: The file.
-
-    Returns:
-        ``{name: tensor}``.
+    """``{name: tensor}`` of a safetensors file, memory-mapped, after checking its header.
 
     Raises:
         ConversionError: A header or data range that does not fit the file.
