@@ -12,12 +12,16 @@ Example:
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, fields
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 import numpy as np
+
+from .checks import is_int
+from .errors import InputError
 
 #: pycls rounds every block width to a multiple of this.
 WIDTH_QUANTUM = 8
@@ -113,15 +117,15 @@ class ArchSpec:
 
     def __post_init__(self) -> None:
         for name, ok, rule in (
-            ('w0', _is_int(self.w0) and 0 < self.w0 <= MAX_WIDTH
+            ('w0', is_int(self.w0) and 0 < self.w0 <= MAX_WIDTH
              and self.w0 % WIDTH_QUANTUM == 0,
              f'a positive integer multiple of {WIDTH_QUANTUM}, at most {MAX_WIDTH}'),
             ('wa', _is_real(self.wa) and 0 <= self.wa <= MAX_WIDTH,
              f'a number >= 0, at most {MAX_WIDTH}'),
             ('wm', _is_real(self.wm) and self.wm > 1, 'a number > 1'),
-            ('depth', _is_int(self.depth) and 1 <= self.depth <= MAX_DEPTH,
+            ('depth', is_int(self.depth) and 1 <= self.depth <= MAX_DEPTH,
              f'an integer >= 1, at most {MAX_DEPTH}'),
-            ('group_w', _is_int(self.group_w) and 1 <= self.group_w <= MAX_WIDTH,
+            ('group_w', is_int(self.group_w) and 1 <= self.group_w <= MAX_WIDTH,
              f'an integer >= 1, at most {MAX_WIDTH}'),
             ('bot_mul', _is_real(self.bot_mul) and 0 < self.bot_mul <= MAX_BOT_MUL,
              f'a number > 0, at most {MAX_BOT_MUL:g}'),
@@ -171,10 +175,6 @@ class ArchSpec:
         if d['width_rounding'] == 'pycls':
             del d['width_rounding']
         return d
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
 
 
 def _is_real(x: Any) -> bool:
@@ -366,9 +366,6 @@ def arch_from_text(text: str) -> Union[str, Dict[str, Any]]:
     Raises:
         InputError: Text that starts like JSON but is not a JSON object.
     """
-    import json
-
-    from .errors import InputError
     if not text.lstrip().startswith('{'):
         return text
     try:

@@ -135,7 +135,7 @@ def _cmd_sample(args: argparse.Namespace) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> str:
-    from .design_space.plots import plot_edfs, plot_format, plot_widths  # matplotlib on use
+    from .design_space.plots import plot_edfs, plot_format, plot_widths  # lazy: matplotlib
     if (args.arch is None) == (not args.edf):
         raise ValueError('plot takes either ARCH (the width rule) or --edf POPULATION... '
                          '(distribution functions), not both or neither')

@@ -1,27 +1,22 @@
-"""Compatibility shims between the pinned OpenMMLab stack and torch >= 2.6.
+"""The unpickling policy: weights-only loading of mmengine checkpoints on torch >= 2.6.
 
-**Weights-only loading of mmengine checkpoints.** Since torch 2.6,
-``torch.load`` defaults to ``weights_only=True``: it unpickles only tensors,
-containers and allow-listed globals. mmengine 0.10.7 calls ``torch.load``
-without the argument, and the Runner's own checkpoints hold more than
-tensors: the message hub's ``HistoryBuffer`` objects (with numpy arrays and
-references to the buffer's statistics methods) and numpy scalars. So
-``--resume`` and ``load_from`` fail with "Weights only load failed".
+Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: it unpickles
+only tensors, containers and allow-listed globals. mmengine 0.10.7 calls
+``torch.load`` without the argument, and a Runner's checkpoints hold more: the
+message hub's ``HistoryBuffer`` objects (numpy arrays, references to the
+buffer's statistics methods) and numpy scalars, so ``--resume`` and
+``load_from`` fail with "Weights only load failed".
 
 :func:`allow_mmengine_checkpoints` is a context manager (torch's scoped
-``torch.serialization.safe_globals``) that allow-lists exactly those types
-for the duration of a run; weights-only loading stays on, and everything else
-stays refused. The one risky global a HistoryBuffer pickle uses,
-``builtins.getattr`` (pickle's way to reach ``HistoryBuffer.min`` and friends),
-is mapped to :func:`history_buffer_getattr`, which resolves only those
-methods.
+``torch.serialization.safe_globals``) that allow-lists exactly those types;
+weights-only loading stays on, and everything else stays refused. The one
+risky global a HistoryBuffer pickle uses, ``builtins.getattr`` (pickle's way to
+reach ``HistoryBuffer.min`` and friends), is mapped to
+:func:`history_buffer_getattr`, which resolves only those methods.
 
-Checkpoints that mmregnet's tools (or its configs, with any trainer) write no
-longer need this: :class:`mmregnet.runtime.portable_checkpoint.PortableCheckpointHook`
-saves the message hub as tensors and Python numbers, so any process loads
-them with weights-only ``torch.load``. The allow-list remains the one
-unpickling policy for checkpoints written without that hook: older ones of
-ours, and those of mmengine alone.
+Checkpoints written with :class:`mmregnet.runtime.portable_checkpoint.PortableCheckpointHook`
+(our tools and configs) need none of this; the allow-list is for older ones
+and those of mmengine alone.
 
 >>> import io, torch
 >>> from mmengine.logging import HistoryBuffer
@@ -31,14 +26,6 @@ ours, and those of mmengine alone.
 >>> with allow_mmengine_checkpoints():
 ...     torch.load(buffer)['loss'].mean()
 1.5
-
-**Distributed training on CPUs.** mmengine 0.10.7's ``pytorch`` launcher
-assumes GPUs: it calls ``torch.cuda.set_device`` before creating the process
-group and wraps the model in DDP with ``device_ids=[LOCAL_RANK]``, and both
-fail on a CPU-only machine. :func:`prepare_cpu_distributed` starts the gloo
-process group itself (mmengine then skips its own ``init_dist``) and selects
-:class:`CPUDistributedDataParallel`, mmengine's DDP wrapper without device
-ids, through the config's ``model_wrapper_cfg``. With CUDA nothing changes.
 """
 import contextlib
 import pickle
@@ -46,10 +33,7 @@ from typing import Any, Callable, Iterator, List, Tuple, Union
 
 import numpy as np
 import torch
-import torch.distributed as dist
 from mmengine.logging import HistoryBuffer
-from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
 
 SafeGlobal = Union[Callable, Tuple[Callable, str]]
 # Registered by every HistoryBuffer's __init__, so absent before the first one exists.
@@ -119,44 +103,3 @@ def allow_mmengine_checkpoints() -> Iterator[None]:
     """
     with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
         yield
-
-
-@MODEL_WRAPPERS.register_module()
-class CPUDistributedDataParallel(MMDistributedDataParallel):
-    """mmengine's DDP wrapper that leaves ``device_ids`` unset for a CPU model.
-
-    torch's DDP requires ``device_ids=None`` for modules on the CPU; mmengine
-    always passes the local rank. A model on a GPU keeps its device ids.
-    """
-
-    def __init__(self, module: torch.nn.Module, device_ids=None, **kwargs) -> None:
-        on_cpu = all(p.device.type == 'cpu' for p in module.parameters())
-        super().__init__(module=module, device_ids=None if on_cpu else device_ids, **kwargs)
-
-
-def prepare_cpu_distributed(cfg) -> bool:
-    """Readies a ``launcher='pytorch'`` run for a machine without CUDA.
-
-    Starts the gloo process group from torchrun's environment (``RANK``,
-    ``WORLD_SIZE``, ``MASTER_ADDR``, ``MASTER_PORT``), sets the config's
-    backend to gloo and its model wrapper to :class:`CPUDistributedDataParallel`
-    (with mmengine's defaults: no buffer broadcast, ``find_unused_parameters``
-    from the config).
-
-    Args:
-        cfg: The run's mmengine Config (modified in place).
-
-    Returns:
-        Whether anything was changed (False with CUDA or without a launcher).
-    """
-    if cfg.get('launcher', 'none') != 'pytorch' or torch.cuda.is_available():
-        return False
-    if not dist.is_initialized():
-        dist.init_process_group(backend='gloo')
-    cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-    wrapper = dict(cfg.get('model_wrapper_cfg') or {})
-    wrapper.setdefault('type', 'CPUDistributedDataParallel')
-    wrapper.setdefault('broadcast_buffers', False)
-    wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
-    cfg.model_wrapper_cfg = wrapper
-    return True

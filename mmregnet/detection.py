@@ -17,6 +17,7 @@ from .arch import arch_name
 # Configs import these from here; they live in the torch-free module.
 from .backbone_configs import bev_backbone, image_backbone, stage_channels  # noqa: F401
 from .errors import InputError
+from .models import RegNet
 from .registry import HOOKS
 
 #: (backbone attribute, neck attribute) pairs of mmdet and mmdet3d detectors.
@@ -36,7 +37,6 @@ def check_neck_channels(model: nn.Module) -> None:
             backbone's channels, and the setting that fixes it; the tools
             print it as one line and exit 1.
     """
-    from .models import RegNet
     model = getattr(model, 'module', model)
     for backbone_attr, neck_attr in _BACKBONE_NECK_PAIRS:
         backbone = getattr(model, backbone_attr, None)

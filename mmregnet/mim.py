@@ -22,7 +22,7 @@ LOCATOR = __name__
 
 def register_config_package() -> None:
     """Adds ``mmregnet`` to mmengine's table of packages with ``::`` configs."""
-    from mmengine.config import utils
+    from mmengine.config import utils  # lazy: `import mmregnet` stays free of mmengine
     utils.MODULE2PACKAGE.setdefault('mmregnet', LOCATOR)
 
 

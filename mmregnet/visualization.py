@@ -3,7 +3,9 @@
 Boxes follow mmdet3d's LiDAR convention: ``(x, y, z, x_size, y_size,
 z_size, yaw)`` with ``x_size`` along the heading and ``yaw`` counter-clockwise
 from +x. Predictions come from ``tools/test.py --out`` (mmengine's
-DumpResults), ground truth and point files from the info file.
+DumpResults), ground truth and point files from the info file; both pickles
+are read under the project's unpickling policy
+(:func:`mmregnet.checkpoint.pickles.load_pickle`), never run.
 """
 import os
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from .checkpoint.pickles import load_pickle
 from .fileio import atomic_output
 
 
@@ -96,9 +99,9 @@ def save_bev_figure(samples: Sequence[BevSample], path: str, limit: float,
         score_thr: Predictions scoring below this are not drawn.
         columns: Views per row.
     """
-    import matplotlib
+    import matplotlib  # lazy: an extra, only for pictures
     matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the backend
     if not samples:
         raise ValueError('no samples to draw')
     rows = (len(samples) + columns - 1) // columns
@@ -131,10 +134,12 @@ def load_bev_samples(info_file: str, predictions_file: str, lidar_dir: str,
     Returns:
         The frames.
     """
-    import mmengine
-    infos = mmengine.load(info_file)['data_list']
+    from mmdet3d.structures import (Box3DMode, CameraInstance3DBoxes,  # an optional extra
+                                    DepthInstance3DBoxes, LiDARInstance3DBoxes)
+    infos = load_pickle(info_file)['data_list']
+    box_types = (Box3DMode, CameraInstance3DBoxes, DepthInstance3DBoxes, LiDARInstance3DBoxes)
     predictions = {int(p['sample_idx']): p['pred_instances_3d']
-                   for p in mmengine.load(predictions_file)}
+                   for p in load_pickle(predictions_file, allow=box_types)}
     picks = np.linspace(0, len(infos) - 1, min(count, len(infos))).round().astype(int)
     samples = []
     for index in picks:

@@ -16,8 +16,9 @@ import torchvision
 from torchvision.models.regnet import BlockParams, RegNet as TorchvisionRegNet
 
 from mmregnet import PRESETS, RegNet
-from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert.cli import main as regnet2mmdet
+
+from norms import randomize_norms
 
 #: torchvision's builders -> the preset with the same (w0, wa, wm, depth, group_w, SE), or
 #: None: regnet_y_128gf (SEER's size) is no pycls model.

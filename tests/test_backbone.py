@@ -6,6 +6,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from mmregnet import PRESETS, RegNet, get_arch
 
 from conftest import ALL_PRESETS, X_PRESETS
+from norms import randomize_norms
 
 
 @pytest.mark.parametrize('name', ALL_PRESETS)
@@ -104,7 +105,7 @@ def test_with_cp_same_outputs_and_gradients(name, build):
 
 def _assert_loads_strictly_with_equal_outputs(theirs, ours, x):
     theirs.init_weights()
-    _randomize_norms(theirs)
+    randomize_norms(theirs)  # a mis-mapped key then changes the outputs
     ours.load_state_dict(theirs.state_dict(), strict=True)
     theirs.eval()  # mmdet's ResNet.train() returns None, so no chaining here
     with torch.no_grad():
@@ -130,17 +131,6 @@ def test_mmdet3d_nostem_state_dict_loads_strictly_with_equal_outputs(name):
         RegNet(name, with_stem=False, in_channels=64, strides=(1, 2, 2, 2),
                out_indices=(1, 2, 3)),
         torch.rand(1, 64, 48, 48))
-
-
-def _randomize_norms(net):
-    """Makes BN statistics non-trivial so a mis-mapped key would change outputs."""
-    g = torch.Generator().manual_seed(0)
-    for m in net.modules():
-        if isinstance(m, _BatchNorm):
-            m.weight.data = torch.rand(m.weight.shape, generator=g) + 0.5
-            m.bias.data = torch.rand(m.bias.shape, generator=g) - 0.5
-            m.running_mean = torch.rand(m.running_mean.shape, generator=g) - 0.5
-            m.running_var = torch.rand(m.running_var.shape, generator=g) + 0.5
 
 
 @pytest.mark.parametrize('name', [n for n in ALL_PRESETS if n.startswith('regnety')])

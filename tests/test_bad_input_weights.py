@@ -21,7 +21,7 @@ from mmregnet import RegNet, stage_channels
 from mmregnet.detection import check_neck_channels
 from mmregnet.errors import InputError, run_guarded
 from mmregnet.runtime import find_resumable_checkpoint, resolve_resume
-from mmregnet.runtime.weights import check_checkpoint_fits
+from mmregnet.checkpoint.fit import check_checkpoint_fits
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = str(REPO / 'configs' / 'regnet' /

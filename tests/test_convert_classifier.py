@@ -12,11 +12,11 @@ from mmengine.registry import init_default_scope
 from mmengine.runner import load_checkpoint
 from pycls.models.anynet import AnyNet
 
-from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint
 
 from conftest import pycls_anynet_kwargs
 from library_nets import assert_close_rel, library_net, load_converted, run_converter
+from norms import randomize_norms
 
 CONFIG = 'configs/classification/regnetx-400mf-tv_8xb128-rgb_in1k.py'
 

@@ -13,17 +13,17 @@ from pycls.models.anynet import AnyNet
 
 from mmregnet import PRESETS, RegNet
 from mmregnet.arch import timm_name
-from mmregnet.benchmark.backbone import randomize_norms
+from mmregnet.checkpoint.arch_inference import resolve_arch
+from mmregnet.checkpoint.shapes import read_arch
 from mmregnet.convert import ConversionError, convert_checkpoint, convert_file
 from mmregnet.convert.cli import main
-from mmregnet.convert.arch_inference import resolve_arch
 from mmregnet.convert.layouts import LAYOUTS
 from mmregnet.convert.library_models import build_reference
-from mmregnet.convert.shapes import read_arch
 from mmregnet.convert.verify import verify
 
 from conftest import ALL_PRESETS, pycls_anynet_kwargs
 from library_nets import TORCHVISION_CHANGED, library_net, library_stages, torchvision_preset_net
+from norms import randomize_norms
 
 
 def pycls_net(preset):

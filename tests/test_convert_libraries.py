@@ -21,13 +21,13 @@ from timm.models.regnet import model_cfgs as timm_cfgs
 from torchvision.models.regnet import BlockParams, RegNet as TorchvisionRegNet
 
 from mmregnet import PRESETS, RegNet, get_arch
-from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import convert_checkpoint
 
 from conftest import pycls_anynet_kwargs
 from library_nets import (TIMM_MODELS, TORCHVISION_BUILDERS, TORCHVISION_CHANGED,
                           assert_close_rel, library_net, library_stages, load_converted,
                           run_converter, stage_outputs)
+from norms import randomize_norms
 
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'model_converters' / 'regnet2mmdet.py'

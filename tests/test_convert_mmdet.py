@@ -5,8 +5,9 @@ from mmdet.models.backbones import RegNet as MMDetRegNet
 from mmengine.logging import MessageHub
 
 from mmregnet import RegNet
-from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint, convert_file
+
+from norms import randomize_norms
 
 
 def runner_checkpoint(model_state):

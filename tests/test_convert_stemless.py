@@ -5,11 +5,11 @@ import torch.nn.functional as F
 from pycls.models.anynet import AnyNet
 
 from mmregnet import RegNet
-from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.convert import ConversionError, convert_checkpoint
 from mmregnet.convert.stemless import widen_inputs
 
 from conftest import pycls_anynet_kwargs
+from norms import randomize_norms
 
 
 def tile(x, channels):

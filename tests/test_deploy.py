@@ -13,10 +13,10 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmregnet import RegNet
-from mmregnet.benchmark.backbone import randomize_norms
 from mmregnet.deploy import export_onnx, fold_bn, fuse_conv_bn, trace
 
 from conftest import ALL_PRESETS
+from norms import randomize_norms
 
 RTOL = 1e-4  # of the largest output magnitude
 INPUT = {True: (2, 3, 32, 32), False: (2, 64, 16, 16)}

@@ -28,7 +28,7 @@ RTOL = 1e-4
 
 def _setup(config, tmp_path, boxes=150):
     """Reference detector, the export folder of the same weights, and a generated cloud."""
-    from mmregnet.benchmark.backbone import randomize_norms
+    from norms import randomize_norms
     from mmregnet.benchmark.detector import calibrate_boxes, detector_inputs, detector_pair
     from mmregnet.deploy.configs import load_detector_config
     from mmregnet.deploy.export import export_model

@@ -30,7 +30,7 @@ def _tool(name, *args):
 
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
-    from mmregnet.benchmark.backbone import randomize_norms
+    from norms import randomize_norms
     from mmregnet.deploy.configs import build_detector, load_detector_config
     work = tmp_path_factory.mktemp('evaluate')
     root = str(work / 'nuscenes')

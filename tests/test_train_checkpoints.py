@@ -18,13 +18,13 @@ from mmengine.fileio import register_backend
 from mmengine.logging import HistoryBuffer
 from mmengine.runner import save_checkpoint
 
-from mmregnet.compat import (CPUDistributedDataParallel, allow_mmengine_checkpoints,
-                             history_buffer_getattr, mmengine_checkpoint_globals,
-                             prepare_cpu_distributed)
+from mmregnet.compat import (allow_mmengine_checkpoints, history_buffer_getattr,
+                             mmengine_checkpoint_globals)
 from mmregnet.fileio import atomic_output
 from mmregnet.runtime import (checkpoint_candidates, find_resumable_checkpoint,
                               is_complete_checkpoint, read_last_checkpoint)
 from mmregnet.runtime.atomic_saves import AtomicLocalBackend
+from mmregnet.runtime.distributed import CPUDistributedDataParallel, prepare_cpu_distributed
 
 
 @register_backend('slow_local', force=True)

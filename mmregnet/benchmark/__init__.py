@@ -11,7 +11,7 @@ from .runs import run_backbone, run_with_cp_memory
 
 def run_detector(*args, **kwargs):
     """:func:`mmregnet.benchmark.detector_race.run_detector` (imported on use: it needs mmdet3d)."""
-    from .detector_race import run_detector as run
+    from .detector_race import run_detector as run  # lazy: mmdet3d
     return run(*args, **kwargs)
 
 

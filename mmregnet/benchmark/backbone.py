@@ -6,6 +6,7 @@ our state dict, which has mmdet's keys. RegNetY has no mmdet counterpart
 (mmdet's RegNet has no SE units), so its reference is our own eval model.
 """
 import copy
+import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
@@ -16,6 +17,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..arch import get_arch
 from ..backbone_configs import bev_layout
 from ..complexity import complexity
+from ..deploy.onnx_export import export_onnx, trace
 from ..models import RegNet
 
 Shape = Tuple[int, int, int, int]
@@ -62,18 +64,8 @@ class BackboneCase:
 
 
 def randomize_norms(module: nn.Module, seed: int = 0) -> nn.Module:
-    """Gives every BatchNorm random statistics and affine parameters, in place.
-
-    Freshly initialised norms are identities, which would make folding them
-    trivially right; trained ones are not.
-
-    Args:
-        module: Any network.
-        seed: Seed of the values.
-
-    Returns:
-        ``module``.
-    """
+    """Gives every BatchNorm of ``module`` random statistics and affine terms, in place; returns
+    it. Fresh norms are identities, which would make folding them trivially right."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in module.modules():
@@ -121,11 +113,11 @@ def build_reference(ours: RegNet, **overrides) -> Optional[nn.Module]:
     kwargs = dict(out_indices=ours.out_indices, strides=ours.strides,
                   dilations=ours.dilations, zero_init_residual=False, **overrides)
     if ours.with_stem:
-        from mmdet.models.backbones import RegNet as MMDetRegNet
+        from mmdet.models.backbones import RegNet as MMDetRegNet  # lazy: an extra
         ref = MMDetRegNet(ours.arch.to_dict(), in_channels=ours.in_channels,
                           stem_channels=ours.conv1.out_channels, **kwargs)
     else:
-        from mmdet3d.models.backbones import NoStemRegNet
+        from mmdet3d.models.backbones import NoStemRegNet  # lazy: an extra
         ref = NoStemRegNet(ours.arch.to_dict(), stem_channels=ours.in_channels,
                            base_channels=ours.in_channels, **kwargs)
     ref.load_state_dict(ours.state_dict(), strict=True)
@@ -157,7 +149,7 @@ class OnnxModule:
     """
 
     def __init__(self, path: str, device: str = 'cpu') -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: the deploy extra
         providers = ['CPUExecutionProvider']
         if device.startswith('cuda'):
             providers.insert(0, 'CUDAExecutionProvider')
@@ -188,9 +180,6 @@ def inference_contenders(case: BackboneCase, device: str = 'cpu',
     models = dict(reference=ref.to(device), eval=ours.to(device),
                   deploy=copy.deepcopy(ours).switch_to_deploy())
     if onnx_dir is not None:
-        import os
-
-        from ..deploy.onnx_export import export_onnx
         x = torch.randn(case.input_shape)
         path = export_onnx(copy.deepcopy(ours).switch_to_deploy().cpu(), x,
                            os.path.join(onnx_dir, 'backbone.onnx'))
@@ -216,7 +205,6 @@ def compiled_contenders(models: Dict[str, nn.Module], example: torch.Tensor, jit
     """
     out = {}
     if jit:
-        from ..deploy.onnx_export import trace
         with torch.no_grad():
             out['deploy+jit'] = torch.jit.freeze(trace(models['deploy'], example))
     if compile:

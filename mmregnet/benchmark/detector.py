@@ -17,6 +17,9 @@ from mmengine.config import Config
 from ..arch import get_arch
 from ..deploy.configs import build_detector, point_dims
 from ..deploy.weights import load_weights, read_checkpoint
+from ..synthetic.formats import NUSCENES
+from ..synthetic.lidar import LidarModel
+from ..synthetic.scene import Rig, make_scene
 
 
 def reference_backbone_cfg(backbone: Dict) -> Optional[Dict]:
@@ -68,7 +71,7 @@ def detector_pair(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0,
         ref = copy.deepcopy(ours)
         ref_cfg = reference_backbone_cfg(dict(cfg.model.pts_backbone))
         if ref_cfg is not None:
-            from mmdet3d.registry import MODELS
+            from mmdet3d.registry import MODELS  # lazy: an extra
             backbone = MODELS.build(ref_cfg)
             backbone.load_state_dict(ours.pts_backbone.state_dict(), strict=True)
             ref.pts_backbone = backbone
@@ -119,9 +122,6 @@ def lidar_frame(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
         ``(num_points, point_dims(cfg))``: x, y, z, intensity and, for a fifth
         value, the time lag of a key frame (0).
     """
-    from ..synthetic.formats import NUSCENES
-    from ..synthetic.lidar import LidarModel
-    from ..synthetic.scene import Rig, make_scene
     if num_points < 1:
         raise ValueError(f'num_points must be positive, got {num_points}')
     rng = np.random.default_rng(seed)
@@ -162,7 +162,7 @@ def load_points(path: str, cfg: Config, load_dim: int = 5) -> torch.Tensor:
 
 def detector_inputs(points: List[torch.Tensor]) -> Dict:
     """The ``data`` dict of ``model.test_step`` for LiDAR point clouds (one per sample)."""
-    from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
+    from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes  # lazy: an extra
     samples = [Det3DDataSample(metainfo=dict(box_type_3d=LiDARInstance3DBoxes, sample_idx=i))
                for i in range(len(points))]
     return dict(inputs=dict(points=points), data_samples=samples)

@@ -8,30 +8,10 @@ makes every figure independent of what ran before it.
 """
 import multiprocessing
 import os
-import threading
-import time
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable
 
-
-def _exit_with_parent(parent_pid: int, period: float = 0.5) -> None:
-    """Ends this process once its parent is gone.
-
-    A benchmark killed by a signal does not take its child along, and an
-    orphan still racing models at full load would spoil every later timing.
-    """
-    while os.getppid() == parent_pid:
-        time.sleep(period)
-    os._exit(1)
-
-
-def _target(conn, parent_pid: int, fn: Callable[..., Any], args: tuple, kwargs: dict) -> None:
-    threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True).start()
-    try:
-        conn.send(('ok', fn(*args, **kwargs)))
-    except Exception as e:  # report it in the parent rather than die silently
-        conn.send(('error', f'{type(e).__name__}: {e}'))
-    finally:
-        conn.close()
+from ..processes import die_with_parent
 
 
 def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -49,18 +29,12 @@ def in_fresh_process(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         RuntimeError: If it raised in the child or the child died; the
             message names the function and the child's error.
 
-    The child ends itself if this process is killed first.
+    The child is killed if this process dies first (:func:`mmregnet.processes.die_with_parent`).
     """
-    ctx = multiprocessing.get_context('spawn')
-    parent, child = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_target, args=(child, os.getpid(), fn, args, kwargs))
-    proc.start()
-    child.close()
-    try:
-        status, value = parent.recv()
-    except EOFError:
-        status, value = 'error', f'the child process died (exit code {proc.exitcode})'
-    proc.join()
-    if status != 'ok':
-        raise RuntimeError(f'{fn.__qualname__} failed in its child process: {value}')
-    return value
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn'),
+                             initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+        try:
+            return pool.submit(fn, *args, **kwargs).result()
+        except Exception as e:  # noqa: BLE001 - its error, or its death (BrokenProcessPool)
+            raise RuntimeError(f'{fn.__qualname__} failed in its child process: '
+                               f'{type(e).__name__}: {e}') from None

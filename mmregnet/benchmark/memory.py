@@ -9,12 +9,13 @@ over the allocation before the step.
 import ctypes
 import resource
 from dataclasses import asdict
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
 from .backbone import BackboneCase, build_ours, build_reference, training_step
 from .isolate import in_fresh_process
+from .timing import synchronize
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -51,6 +52,18 @@ def _mmap_large_blocks() -> None:
         pass
 
 
+def cuda_peak(fn: Callable[[], object], device: str) -> Optional[int]:
+    """Peak extra bytes of one call of ``fn`` on a CUDA device (None on the CPU)."""
+    if not device.startswith('cuda'):
+        return None
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    synchronize(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
 def _measure(case: Dict, model_name: str, mode: str, with_cp: bool, device: str,
              channels_last: bool, threads: int) -> int:
     """Runs in the child: builds the model, runs one step, returns its peak bytes."""
@@ -79,12 +92,7 @@ def _measure(case: Dict, model_name: str, mode: str, with_cp: bool, device: str,
             with torch.no_grad():
                 model(x)
     if device.startswith('cuda'):
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        run()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
+        return cuda_peak(run, device)
     reset = _reset_peak_rss()
     before = _status_kib('VmRSS')
     run()

@@ -3,6 +3,7 @@ import json
 import math
 import os
 import platform
+from importlib.metadata import version
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -13,7 +14,6 @@ from ..fileio import atomic_output
 def _version(package: str) -> Any:
     """A package's version, or None where it is not installed."""
     try:
-        from importlib.metadata import version
         return version(package)
     except Exception:  # PackageNotFoundError, or a broken install
         return None

@@ -8,18 +8,10 @@ import torch
 from ..arch import get_arch
 from .backbone import (BackboneCase, compiled_contenders, inference_contenders, relative_error,
                        training_contenders, training_step)
-from .memory import peak_memory
-from .timing import num_threads, summarize, synchronize, time_interleaved
+from .memory import cuda_peak, peak_memory
+from .timing import num_threads, summarize, time_interleaved
 
 MATMUL_SIZE = 1024
-
-
-@contextlib.contextmanager
-def autocast(device: str, enabled: bool) -> Iterator[None]:
-    """Mixed precision when ``enabled``: float16 on CUDA, bfloat16 on the CPU."""
-    dtype = torch.float16 if device.startswith('cuda') else torch.bfloat16
-    with torch.autocast(device.split(':')[0], dtype=dtype, enabled=enabled):
-        yield
 
 
 @contextlib.contextmanager
@@ -36,18 +28,6 @@ def exact_float32() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def _cuda_peak(fn: Callable[[], object], device: str) -> Optional[int]:
-    """Peak extra bytes of one call on CUDA (None on the CPU)."""
-    if not device.startswith('cuda'):
-        return None
-    synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    before = torch.cuda.memory_allocated(device)
-    fn()
-    synchronize(device)
-    return torch.cuda.max_memory_allocated(device) - before
 
 
 def race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: int,
@@ -73,7 +53,7 @@ def race(fns: Dict[str, Callable[[], object]], items: int, reps: int, warmup: in
 def _inference_race(models: Dict[str, torch.nn.Module], x: torch.Tensor, reps: int,
                     warmup: int, device: str, amp: bool, flops: int) -> Dict[str, Dict]:
     """Races eval-mode ``models`` (one named ``reference``) on ``x``, with their errors."""
-    with autocast(device, amp):
+    with torch.autocast(device.split(':')[0], enabled=amp):  # float16 on CUDA, bfloat16 on CPUs
         with exact_float32():
             expected = models['reference'](x)
             errors = {name: relative_error(expected, m(x)) for name, m in models.items()}
@@ -81,7 +61,7 @@ def _inference_race(models: Dict[str, torch.nn.Module], x: torch.Tensor, reps: i
         stats = race(fns, x.shape[0], reps, warmup, device, flops)
         for name, fn in fns.items():
             stats[name]['rel_error'] = errors[name]
-            stats[name]['peak_bytes'] = _cuda_peak(fn, device)
+            stats[name]['peak_bytes'] = cuda_peak(fn, device)
     return stats
 
 
@@ -136,14 +116,14 @@ def run_backbone(case: BackboneCase, device: str = 'cpu', reps: int = 10, warmup
             result['inference_compiled'] = _inference_race(
                 dict(peers, **extra), x, reps, warmup, device, amp, result['flops'])
     if train:
-        with num_threads(threads), autocast(device, amp):
+        with num_threads(threads), torch.autocast(device.split(':')[0], enabled=amp):
             steps = {}
             for name, (model, fmt) in training_contenders(case, device).items():
                 steps[name] = training_step(model, torch.randn(case.input_shape, device=device)
                                             .contiguous(memory_format=fmt))
             result['train'] = race(steps, case.input_shape[0], reps, warmup, device)
             for name, fn in steps.items():
-                result['train'][name]['peak_bytes'] = _cuda_peak(fn, device)
+                result['train'][name]['peak_bytes'] = cuda_peak(fn, device)
     if memory and device == 'cpu':
         # RegNetY has no mmdet reference: its reference row is our own eval model.
         ref = dict(model='ours' if get_arch(case.arch).se_ratio else 'reference')

@@ -15,12 +15,12 @@ Example:
     >>> result.arch.name, result.checkpoint['meta']['source']['format']
     ('regnetx_200mf', 'mmdet')
 """
-from .errors import ConversionError
-from .arch_inference import ArchMatch, fit_arch, resolve_arch
+from ..checkpoint.arch_inference import ArchMatch, fit_arch, resolve_arch
+from ..checkpoint.errors import ConversionError
+from ..checkpoint.loading import load_checkpoint
+from ..checkpoint.shapes import ObservedArch, read_arch
 from .layouts import LAYOUTS, format_names
 from .pipeline import ConversionResult, convert_checkpoint, convert_file
-from .safe_io import load_checkpoint
-from .shapes import ObservedArch, read_arch
 from .stemless import adapt_to_stemless
 
 __all__ = ['ArchMatch', 'ConversionError', 'ConversionResult', 'LAYOUTS', 'ObservedArch',

@@ -8,10 +8,10 @@ heads; timm, torchvision and exported weights are bare state dicts.
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import torch
 from torch import Tensor
 
-from .errors import ConversionError
+from ..checkpoint.errors import ConversionError
+from ..checkpoint.fit import check_finite
 from .layouts import LAYOUTS, Layout, coverage, detect_layout
 
 _PREFERENCES = ('auto', 'model', 'ema')
@@ -56,7 +56,7 @@ def pick_state(ckpt: Any, prefer: str = 'auto') -> Tuple[Mapping[str, Any], str,
     """Chooses the weights entry of a checkpoint.
 
     Args:
-        ckpt: What :func:`~mmregnet.convert.safe_io.load_checkpoint` returned.
+        ckpt: What :func:`~mmregnet.checkpoint.loading.load_checkpoint` returned.
         prefer: ``'auto'`` (pycls's rule: the lower of ``test_err`` and
             ``ema_err``), ``'model'`` or ``'ema'``.
 
@@ -106,43 +106,6 @@ def _check_tensors(state: Mapping[str, Any]) -> Dict[str, Tensor]:
             raise ConversionError(f'not a state dict: entry {key!r} holds a '
                                   f'{_type_name(value)}, expected tensors only')
     return dict(state)
-
-
-def _nonfinite(t: Tensor) -> int:
-    try:
-        # A NaN or an infinity makes the sum non-finite: one pass without a mask for the
-        # usual all-finite tensor; only a non-finite sum (or an overflow) is counted exactly.
-        if bool(torch.isfinite(t.sum())):
-            return 0
-        return int((~torch.isfinite(t)).sum())
-    except (RuntimeError, NotImplementedError):  # float8 has no isfinite on every backend
-        return int((~torch.isfinite(t.float())).sum())
-
-
-def check_finite(state: Mapping[str, Tensor], allow: bool = False) -> List[str]:
-    """Refuses weights with NaN or infinite values (which make every output NaN).
-
-    Args:
-        state: Tensors to check (integer ones and shape-only meta ones are skipped).
-        allow: Report instead of refusing (``--allow-nonfinite``).
-
-    Returns:
-        One line per tensor with non-finite values (empty when all are finite).
-
-    Raises:
-        ConversionError: Some tensor holds a NaN or an infinity and ``allow`` is False.
-    """
-    found = []
-    for key, t in state.items():
-        if (t.is_floating_point() or t.is_complex()) and not t.is_meta:  # meta: shapes only
-            bad = _nonfinite(t)
-            if bad:
-                found.append(f'{key} ({bad} of {t.numel()} values are NaN or infinite)')
-    if found and not allow:
-        more = f' and {len(found) - 3} more tensors' if len(found) > 3 else ''
-        raise ConversionError(f'non-finite weights: {"; ".join(found[:3])}{more}; such weights '
-                              'give NaN outputs (pass --allow-nonfinite to use them anyway)')
-    return found
 
 
 def _strip(state: Mapping[str, Tensor], prefix: str) -> Dict[str, Tensor]:

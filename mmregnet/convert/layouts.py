@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Optional, Pattern, Tuple
 
 from torch import Tensor
 
-from .errors import ConversionError
+from ..checkpoint.errors import ConversionError
 
 _LEAVES = frozenset(('weight', 'bias', 'running_mean', 'running_var', 'num_batches_tracked'))
 _CANONICAL_BLOCK = ('conv1', 'bn1', 'conv2', 'bn2', 'se.fc1', 'se.fc2', 'conv3', 'bn3',

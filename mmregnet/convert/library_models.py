@@ -20,9 +20,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..arch import ArchSpec
-from .errors import ConversionError
+from ..checkpoint.errors import ConversionError
+from ..checkpoint.shapes import ObservedArch
 from .layouts import Layout
-from .shapes import ObservedArch
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,14 @@ from .. import __version__
 from ..arch import ArchLike
 from ..backbone_configs import (bev_backbone, config_text, image_backbone, stage_channels,
                                 value_text)
+from ..checkpoint.arch_inference import ArchMatch, resolve_arch
+from ..checkpoint.errors import ConversionError
+from ..checkpoint.loading import check_source_file, load_checkpoint
+from ..checkpoint.shapes import ObservedArch, fill_batch_counters, read_arch
 from .containers import extract
-from .errors import ConversionError
-from .arch_inference import ArchMatch, resolve_arch
 from .layouts import map_state_dict
 from .library_models import build_reference
-from .safe_io import (check_destination, check_source_file, file_sha256, load_checkpoint,
-                      save_checkpoint)
-from .shapes import ObservedArch, fill_batch_counters, read_arch
+from .safe_io import check_destination, file_sha256, save_checkpoint
 from .stemless import adapt_to_stemless, check_target
 from .verify import VerifyReport, verify as run_verify
 
@@ -117,7 +117,7 @@ def convert_checkpoint(ckpt: Any, *, src_format: Optional[str] = None,
     """Converts a loaded pycls, timm, torchvision, mmdet or mmpretrain checkpoint to our keys.
 
     Args:
-        ckpt: The loaded checkpoint (see :func:`~mmregnet.convert.safe_io.load_checkpoint`).
+        ckpt: The loaded checkpoint (see :func:`~mmregnet.checkpoint.loading.load_checkpoint`).
         src_format: Force the source layout instead of detecting it.
         arch: A preset name or arch dict the weights must match; None infers it.
         keep_head: Keep the classifier: the result then has mmpretrain

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..arch import MAX_STRIDE, MAX_WIDTH, ArchSpec
 from ..checks import is_int
-from .errors import ConversionError
+from ..checkpoint.errors import ConversionError
 
 _STEM = ('conv1.', 'bn1.')
 
@@ -113,7 +113,7 @@ def _widen_se(state: Mapping[str, Tensor], prefix: str, width: int) -> Dict[str,
 
 def _target_shapes(arch: ArchSpec, in_channels: int,
                    strides: Optional[Sequence[int]]) -> Dict[str, torch.Size]:
-    from ..models import RegNet  # mmcv is imported only when a backbone is built
+    from ..models import RegNet  # lazy: mmcv (and mmdet3d's registry) only when one is built
     with torch.device('meta'):  # shapes only, no memory
         net = RegNet(arch, in_channels=in_channels, with_stem=False, strides=strides)
     return {k: v.shape for k, v in net.state_dict().items()}

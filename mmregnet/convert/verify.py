@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..arch import ArchLike, get_arch
-from .errors import ConversionError
+from ..checkpoint.errors import ConversionError
 from .library_models import Reference
 
 #: Stage outputs may differ by float32 rounding only: |diff| <= RTOL * max|ref| + ATOL.
@@ -75,7 +75,7 @@ def load_strictly(state: Mapping[str, Tensor], arch: ArchLike, label: str,
         ConversionError: Any missing, unexpected or differently shaped tensor, or
             an arch that cannot be built.
     """
-    from ..models import RegNet  # mmcv is imported only when a backbone is built
+    from ..models import RegNet  # lazy: mmcv (and mmdet3d's registry) only when one is built
     try:
         every_stage = tuple(range(get_arch(arch).design().num_stages))
         net = RegNet(arch, out_indices=every_stage, **backbone_kwargs)

@@ -16,14 +16,14 @@ import importlib
 from typing import Any
 
 _NAMES = {
-    'bn_scale_shift': 'bn_folding', 'fold_bn': 'bn_folding', 'fuse_conv_bn': 'bn_folding',
-    'switch_to_deploy': 'bn_folding',
-    'export_graph': 'onnx_export', 'export_onnx': 'onnx_export', 'trace': 'onnx_export',
-    'DeployHardVFE': 'pillar_encoder', 'PillarScatter': 'pillar_encoder',
-    'DetectorGraph': 'detector_graph', 'switch_detector_to_deploy': 'detector_graph',
-    'DeployError': 'errors',
-    'export_detector': 'export', 'export_model': 'export',
-    'OnnxDetector': 'runtime',
+    'bn_scale_shift': '.bn_folding', 'fuse_conv_bn': '.bn_folding',
+    'fold_bn': '..models.fusion', 'switch_to_deploy': '..models.fusion',
+    'export_graph': '.onnx_export', 'export_onnx': '.onnx_export', 'trace': '.onnx_export',
+    'DeployHardVFE': '.pillar_encoder', 'PillarScatter': '.pillar_encoder',
+    'DetectorGraph': '.detector_graph', 'switch_detector_to_deploy': '.detector_graph',
+    'DeployError': '.errors',
+    'export_detector': '.export', 'export_model': '.export',
+    'OnnxDetector': '.runtime',
 }
 
 __all__ = sorted(_NAMES)
@@ -32,7 +32,7 @@ __all__ = sorted(_NAMES)
 def __getattr__(name: str) -> Any:
     if name not in _NAMES:
         raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
-    value = getattr(importlib.import_module(f'.{_NAMES[name]}', __name__), name)
+    value = getattr(importlib.import_module(_NAMES[name], __name__), name)
     globals()[name] = value
     return value
 

@@ -1,28 +1,23 @@
 """Loading a detector checkpoint for export: the project's loader and fit check, one message.
 
-Reading is :func:`mmregnet.runtime.weights.checkpoint_state` (weights only,
+Reading is :func:`mmregnet.checkpoint.fit.checkpoint_state` (weights only,
 the project's one unpickling allow-list, sizes checked); a checkpoint that
 does not fit the config's detector is refused before anything is exported,
 naming the arch its RegNet backbone holds against the config's
-(:func:`mmregnet.runtime.weights.fit_problems`, which reads the arch off the
+(:func:`mmregnet.checkpoint.fit.fit_problems`, which reads the arch off the
 tensor shapes as the converter does).
 """
-from typing import Dict, Mapping
+from typing import Mapping
 
 import torch
 import torch.nn as nn
 
+from ..checkpoint.fit import checkpoint_state, fit_problems
 from .errors import DeployError
 
 
-def read_checkpoint(path: str) -> Dict[str, torch.Tensor]:
-    """The state dict of a checkpoint file (a Runner checkpoint or a bare state dict).
-
-    Raises:
-        mmregnet.errors.InputError: Missing, unreadable or refused, or holding no weights.
-    """
-    from ..runtime.weights import checkpoint_state
-    return checkpoint_state(path)
+#: The state dict of a checkpoint file (a Runner checkpoint or a bare state dict).
+read_checkpoint = checkpoint_state
 
 
 def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], checkpoint: str,
@@ -39,7 +34,6 @@ def load_weights(model: nn.Module, state: Mapping[str, torch.Tensor], checkpoint
         DeployError: Weights that do not fit: the backbone arch each side has,
             then counts and examples of mismatching, missing and extra tensors.
     """
-    from ..runtime.weights import fit_problems
     problem = fit_problems(model, state)
     if problem:
         raise DeployError(f'checkpoint {checkpoint} does not fit config {config}: {problem}; '

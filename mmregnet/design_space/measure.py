@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 from ..arch import ArchLike
+from ..checks import is_int
 from ..complexity import anynet_complexity, complexity
 from .space import Net
 
@@ -105,8 +106,7 @@ def positive_ints(name: str, values: Sequence[int], count: int) -> Tuple[int, ..
         ValueError: Naming ``name``, what was expected and what was given.
     """
     values = tuple(values)
-    if len(values) != count or not all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
+    if len(values) != count or not all(is_int(v) and v >= 1 for v in values):
         what = 'a positive integer' if count == 1 else f'{count} positive integers'
         shown = values[0] if count == 1 and len(values) == 1 else values
         raise ValueError(f'{name} must be {what}, got {shown!r}')

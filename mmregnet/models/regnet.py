@@ -9,9 +9,11 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import ArchLike, get_arch, se_width
+from ..checkpoint.fit import check_pretrained
 from .arguments import (check_bool, check_channels, check_int, check_out_indices,
                         check_per_stage, check_size)
 from .blocks import Bottleneck
+from .fusion import switch_to_deploy
 
 ConfigType = Union[Dict, List[Dict]]
 
@@ -166,11 +168,10 @@ class RegNet(BaseModule):
         backbone does not fit this one is refused, naming both archs, and so
         are NaN or infinite weights, unless the init_cfg says
         ``allow_partial=True`` / ``allow_nonfinite=True``
-        (:func:`mmregnet.runtime.weights.check_pretrained`).
+        (:func:`mmregnet.checkpoint.fit.check_pretrained`).
         """
         if isinstance(self.init_cfg, dict) and self.init_cfg.get('type') == 'Pretrained' \
                 and not getattr(self, '_is_init', False):
-            from ..runtime.weights import check_pretrained  # reads checkpoints: on use only
             check_pretrained(self, self.init_cfg, **self._pretrained_options)
         super().init_weights()
         if self._default_init and self.zero_init_residual:
@@ -204,12 +205,11 @@ class RegNet(BaseModule):
         Folds BatchNorms into convs (in float64) and moves the weights to
         channels-last; the forward stays this module's own, so outputs come
         out channels-last with values within float rounding of the eval
-        model. See :mod:`mmregnet.deploy.bn_folding`. A second call does nothing.
+        model. See :mod:`mmregnet.models.fusion`. A second call does nothing.
 
         Returns:
             ``self``, in eval mode.
         """
-        from ..deploy.bn_folding import switch_to_deploy
         return switch_to_deploy(self)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:

@@ -14,8 +14,9 @@ opens as a zip and every member passes its CRC check.
 """
 import os
 import re
-import zipfile
 from typing import List, Optional, Tuple
+
+from ..checkpoint.loading import zip_problem
 
 _STEP = re.compile(r'^(epoch|iter)_(\d+)\.pth$')
 
@@ -34,12 +35,7 @@ def checkpoint_problem(path: str) -> Optional[str]:
         return 'missing'
     if os.path.getsize(path) == 0:
         return 'empty (0 bytes)'
-    try:
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as e:
-        return f'truncated or not a zip ({e})'
-    return None if bad is None else f'corrupt (member {bad} fails its CRC check)'
+    return zip_problem(path)
 
 
 def is_complete_checkpoint(path: str) -> bool:

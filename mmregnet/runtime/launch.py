@@ -17,15 +17,23 @@ import numbers
 import os
 from typing import Dict, List, Optional, Tuple
 
+import torch
 from mmengine.config import Config, DictAction
 from mmengine.logging import print_log
+from mmengine.registry import RUNNERS, DefaultScope
+from mmengine.runner import Runner, save_checkpoint
 from mmengine.utils import import_modules_from_strings
 
-from ..compat import allow_mmengine_checkpoints, prepare_cpu_distributed
+from ..checkpoint.fit import check_checkpoint_fits
+from ..compat import allow_mmengine_checkpoints
+from ..deploy.evaluation import onnx_test_config
 from ..errors import InputError
+from ..fileio import atomic_output
 from .atomic_saves import BACKEND as ATOMIC_BACKEND
 from .atomic_saves import use_atomic_saves
 from .checkpoints import find_resumable_checkpoint
+from .distributed import prepare_cpu_distributed
+from .portable_checkpoint import add_portable_hook
 from .scope import config_scope
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
@@ -77,15 +85,11 @@ def build_runner(cfg: Config):
     """mmengine's Runner (or the config's ``runner_type``) for ``cfg``.
 
     A ``pytorch``-launched run on a machine without CUDA gets the gloo
-    backend and a CPU model wrapper (:func:`mmregnet.compat.prepare_cpu_distributed`).
+    backend and a CPU model wrapper (:func:`mmregnet.runtime.distributed.prepare_cpu_distributed`).
     Every runner writes checkpoints that load with weights-only ``torch.load``
     (:func:`mmregnet.runtime.portable_checkpoint.add_portable_hook`), whole
     or not at all (:func:`mmregnet.runtime.atomic_saves.use_atomic_saves`).
     """
-    from mmengine.registry import RUNNERS
-    from mmengine.runner import Runner
-
-    from .portable_checkpoint import add_portable_hook
     prepare_cpu_distributed(cfg)
     use_atomic_saves(cfg)
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else Runner.from_cfg(cfg)
@@ -122,11 +126,10 @@ def check_loaded_weights(runner, checkpoint: Optional[str], allow_partial: bool 
                          allow_nonfinite: bool = False) -> None:
     """Refuses a ``load_from``/``--resume`` checkpoint that does not fit the runner's model.
 
-    See :func:`mmregnet.runtime.weights.check_checkpoint_fits`; what the flags
+    See :func:`mmregnet.checkpoint.fit.check_checkpoint_fits`; what the flags
     allowed is logged.
     """
     if checkpoint:
-        from .weights import check_checkpoint_fits
         for line in check_checkpoint_fits(runner.model, checkpoint, allow_partial,
                                           allow_nonfinite):
             print_log(line, logger='current', level=logging.WARNING)
@@ -188,7 +191,6 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
                                                 out_file_path=out)]
     with contextlib.ExitStack() as stack:
         if onnx:
-            from ..deploy.evaluation import onnx_test_config
             stack.enter_context(onnx_test_config(cfg, checkpoint, cfg.filename or 'config',
                                                  providers))
         runner = build_runner(cfg)
@@ -197,7 +199,6 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
         with allow_mmengine_checkpoints():
             metrics = runner.test()
     if metrics_out is not None and runner.rank == 0:
-        from ..fileio import atomic_output
         os.makedirs(os.path.dirname(os.path.abspath(metrics_out)), exist_ok=True)
         with atomic_output(metrics_out, force=True) as tmp, open(tmp, 'w') as f:
             json.dump({k: float(v) for k, v in metrics.items() if isinstance(v, numbers.Real)}, f,
@@ -217,10 +218,6 @@ def save_untrained_checkpoint(config: str, path: str, seed: int = 0) -> None:
         path: Output checkpoint path.
         seed: Seed of the initialisation.
     """
-    import torch
-    from mmengine.registry import DefaultScope
-    from mmengine.runner import save_checkpoint
-
     cfg = Config.fromfile(config)
     scope = config_scope(cfg)
     registry = importlib.import_module(f'{scope}.registry').MODELS

@@ -117,7 +117,7 @@ def write_images(spec: ImageSetSpec, root: str) -> int:
     Returns:
         The number of images written.
     """
-    from PIL import Image
+    from PIL import Image  # lazy: Pillow, only for camera images
     count = 0
     for split in SPLITS:
         for label, (name, angle) in enumerate(CLASSES.items()):

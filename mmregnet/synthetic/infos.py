@@ -13,19 +13,17 @@ converter ends, fails or is interrupted; one left by a killed run (its name
 holds the dead process's id) is removed by the next. The converter's process
 is killed when ours dies (Linux), so it never outlives a killed generator.
 """
-import ctypes
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 from typing import List
 
 from ..fileio import remove_stale_parts
+from ..processes import die_with_parent
 
 _SCRATCH = 'create-data-scratch'
-_PR_SET_PDEATHSIG = 1
 
 INFO_FILES = {
     'nuscenes': ('nuscenes_infos_train.pkl', 'nuscenes_infos_val.pkl'),
@@ -35,7 +33,7 @@ INFO_FILES = {
 
 def mim_root() -> str:
     """The ``.mim`` folder of the installed mmdet3d (configs and tools)."""
-    import mmdet3d
+    import mmdet3d  # lazy: an extra, only for its converter
     root = os.path.join(os.path.dirname(mmdet3d.__file__), '.mim')
     if not os.path.isfile(os.path.join(root, 'tools', 'create_data.py')):
         raise FileNotFoundError(f'mmdet3d at {root} ships no tools/create_data.py; '
@@ -60,14 +58,6 @@ def converter_command(dataset: str, max_sweeps: int) -> List[str]:
     return [sys.executable, os.path.join(mim_root(), 'tools', 'create_data.py'), dataset,
             '--root-path', root, '--out-dir', root, '--extra-tag', dataset,
             '--version', version[dataset], '--max-sweeps', str(max_sweeps)]
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: be killed when the parent dies (Linux's PR_SET_PDEATHSIG)."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: the parent's own cleanup still kills it
-        pass
 
 
 def create_infos(dataset: str, root: str, max_sweeps: int = 10, quiet: bool = False) -> List[str]:
@@ -98,7 +88,7 @@ def create_infos(dataset: str, root: str, max_sweeps: int = 10, quiet: bool = Fa
         result = subprocess.run(command, cwd=cwd, env=env, text=True,
                                 stdout=subprocess.PIPE if quiet else None,
                                 stderr=subprocess.STDOUT if quiet else None,
-                                preexec_fn=_die_with_parent)
+                                preexec_fn=die_with_parent)
     finally:
         shutil.rmtree(cwd, ignore_errors=True)  # removes the link, never follows it
     if result.returncode != 0:

@@ -267,7 +267,7 @@ def _link(chain: Sequence[dict]) -> None:
 
 def placeholder_images() -> Tuple[bytes, bytes]:
     """Encoded camera (JPEG, sky over road) and map (PNG, road strip) placeholders."""
-    import cv2
+    import cv2  # lazy: OpenCV, only for the placeholder images
     width, height = IMAGE_SIZE
     image = np.zeros((height, width, 3), np.uint8)
     image[: height // 2] = (200, 170, 120)

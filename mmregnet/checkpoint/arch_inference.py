@@ -164,7 +164,7 @@ def fit_arch(observed: ObservedArch) -> ArchSpec:
     """Finds an arch whose :meth:`~mmregnet.arch.ArchSpec.design` equals the observed structure.
 
     Args:
-        observed: The shapes read by :func:`~mmregnet.convert.shapes.read_arch`.
+        observed: The shapes read by :func:`~mmregnet.checkpoint.shapes.read_arch`.
 
     Returns:
         The arch (short decimals where the constraints allow).

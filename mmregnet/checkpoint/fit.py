@@ -1,4 +1,4 @@
-"""Refusing a checkpoint whose weights do not fit the model, before they are loaded.
+"""Refusing weights that do not fit the model or are not finite, before they are loaded.
 
 mmengine loads checkpoints with ``strict=False``: a tensor of the wrong shape
 is skipped with a warning and the layer keeps its random initialisation, so
@@ -11,19 +11,23 @@ infinite weights are refused too. ``allow_partial`` (``--allow-partial``,
 or ``allow_partial=True`` in a backbone's ``Pretrained`` init_cfg) is the way
 to load only the tensors that fit, on purpose.
 
-The checkpoint is read by the converter's loader
-(:func:`mmregnet.convert.safe_io.load_checkpoint`): weights only, the
-project's one unpickling allow-list, sizes checked against the file.
+The checkpoint is read by :func:`mmregnet.checkpoint.loading.load_checkpoint`:
+weights only, the project's one unpickling allow-list, sizes checked against
+the file. A RegNet is any module carrying an :class:`~mmregnet.arch.ArchSpec`
+as ``arch``, so this layer needs no model class.
 """
 import os
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import torch
 from torch import Tensor, nn
 
-from ..arch import arch_name
-from ..convert.containers import check_finite
-from ..convert.safe_io import load_checkpoint
+from ..arch import ArchSpec, arch_name
 from ..errors import InputError
+from .arch_inference import resolve_arch
+from .errors import ConversionError
+from .loading import load_checkpoint
+from .shapes import fill_batch_counters, read_arch
 
 _EXAMPLES = 2
 
@@ -48,6 +52,43 @@ def checkpoint_state(path: str) -> Dict[str, Tensor]:
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
+def _nonfinite(t: Tensor) -> int:
+    try:
+        # A NaN or an infinity makes the sum non-finite: one pass without a mask for the
+        # usual all-finite tensor; only a non-finite sum (or an overflow) is counted exactly.
+        if bool(torch.isfinite(t.sum())):
+            return 0
+        return int((~torch.isfinite(t)).sum())
+    except (RuntimeError, NotImplementedError):  # float8 has no isfinite on every backend
+        return int((~torch.isfinite(t.float())).sum())
+
+
+def check_finite(state: Mapping[str, Tensor], allow: bool = False) -> List[str]:
+    """Refuses weights with NaN or infinite values (which make every output NaN).
+
+    Args:
+        state: Tensors to check (integer ones and shape-only meta ones are skipped).
+        allow: Report instead of refusing (``--allow-nonfinite``).
+
+    Returns:
+        One line per tensor with non-finite values (empty when all are finite).
+
+    Raises:
+        ConversionError: Some tensor holds a NaN or an infinity and ``allow`` is False.
+    """
+    found = []
+    for key, t in state.items():
+        if (t.is_floating_point() or t.is_complex()) and not t.is_meta:  # meta: shapes only
+            bad = _nonfinite(t)
+            if bad:
+                found.append(f'{key} ({bad} of {t.numel()} values are NaN or infinite)')
+    if found and not allow:
+        more = f' and {len(found) - 3} more tensors' if len(found) > 3 else ''
+        raise ConversionError(f'non-finite weights: {"; ".join(found[:3])}{more}; such weights '
+                              'give NaN outputs (pass --allow-nonfinite to use them anyway)')
+    return found
+
+
 def describe_regnet(state: Mapping[str, Tensor]) -> str:
     """The arch that RegNet weights (mmdet keys, no prefix) hold: a preset name or a dict.
 
@@ -57,8 +98,6 @@ def describe_regnet(state: Mapping[str, Tensor]) -> str:
     Returns:
         ``'regnetx_1.6gf'``, an arch dict as text, or why the weights are no RegNet.
     """
-    from ..convert.arch_inference import resolve_arch
-    from ..convert.shapes import fill_batch_counters, read_arch
     try:
         match = resolve_arch(read_arch(fill_batch_counters(dict(state))[0]), None)
     except ValueError as e:
@@ -67,9 +106,8 @@ def describe_regnet(state: Mapping[str, Tensor]) -> str:
 
 
 def _regnets(model: nn.Module) -> List[Tuple[str, nn.Module]]:
-    from ..models import RegNet
     return [(name + '.' if name else '', m) for name, m in model.named_modules()
-            if isinstance(m, RegNet)]
+            if isinstance(getattr(m, 'arch', None), ArchSpec)]
 
 
 def _backbone_lines(model: nn.Module, state: Mapping[str, Tensor],
