@@ -2,7 +2,8 @@
 
 ``custom_imports=dict(imports=['mmregnet'])`` in a config registers the
 ``RegNet`` backbone (``type='RegNet'`` in mmdet3d configs, ``'mmregnet.RegNet'``
-in any scope) and ``mmregnet.NeckChannelsCheckHook``.
+in any scope), ``mmregnet.NoStemRegNet`` (mmdet3d's stem-less arguments) and
+``mmregnet.NeckChannelsCheckHook``.
 
 Importing the package is light: the arch table and :func:`complexity` need
 neither torch nor the OpenMMLab stack, so ``mmregnet list`` and the
@@ -24,6 +25,7 @@ __version__ = '0.1.0'
 #: Public names whose modules need torch and the OpenMMLab stack: name -> module.
 _LAZY = {
     'RegNet': 'mmregnet.models',
+    'NoStemRegNet': 'mmregnet.models',
     'NeckChannelsCheckHook': 'mmregnet.detection',
     'check_neck_channels': 'mmregnet.detection',
     # Also how type='mmregnet.PortableCheckpointHook' resolves outside mmdet3d's scope.

@@ -91,7 +91,9 @@ def image_backbone(arch: ArchLike, **overrides: Any) -> Dict[str, Any]:
     """The image backbone config of mmdet's RegNet detectors (stem, 4 outputs).
 
     ``type='mmregnet.RegNet'`` because in mmdet's scope plain ``'RegNet'`` is
-    mmdet's own class. Stage 0 frozen, BN in eval mode, ImageNet weights.
+    mmdet's own class. Stage 0 frozen, BN in eval mode, ImageNet weights. With
+    a stride-1 first stage the config says ``with_stem=True``, which the
+    backbone asks for there (it is otherwise mmdet3d's stem-less layout).
 
     Args:
         arch: A preset name or arch dict.
@@ -102,6 +104,8 @@ def image_backbone(arch: ArchLike, **overrides: Any) -> Dict[str, Any]:
                frozen_stages=1, norm_cfg=dict(type='BN', requires_grad=True),
                norm_eval=True)
     cfg.update(_with_weights(arch, overrides))
+    if tuple(cfg.get('strides') or (2,))[0] == 1:
+        cfg.setdefault('with_stem', True)
     return cfg
 
 

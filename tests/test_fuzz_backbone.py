@@ -107,7 +107,7 @@ def test_random_mixes_build_or_are_refused_and_nothing_else():
         bot_mul=([0.5, 1.0], [0.0, -1.0, 1e-12, float('inf'), True]))
     kwarg_values = dict(
         in_channels=([3, 5], [0, True, -3, 1 << 40, 2.0]),
-        with_stem=([True, False], ['no', 1, None]),
+        with_stem=([True, False, None], ['no', 1]),
         stem_channels=([8, 16], [0, False, 1 << 30]),
         frozen_stages=([-1, 0], [True, -2, 99, 0.5]),
         out_indices=([(0,), (0, 1)], [1, (True,), (1, 0), (), 'ab', (0, 99)]),

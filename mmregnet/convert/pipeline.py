@@ -103,6 +103,8 @@ def _backbone_kwargs(observed: ObservedArch, stemless_in_channels: Optional[int]
         strides = tuple(2 if p else 1 for p in observed.projections)
     if strides is not None and any(s != 2 for s in strides):
         kwargs['strides'] = tuple(strides)
+        if strides[0] == 1:  # RegNet asks a stem before a stride-1 stage to be said
+            kwargs.setdefault('with_stem', True)
     defaults = dict(in_channels=3, stem_channels=32)
     return {k: v for k, v in kwargs.items() if defaults.get(k) != v}
 

@@ -84,16 +84,16 @@ def config_snippets(b: BackboneLayout) -> Dict[str, str]:
     m, channels = b.measure, list(b.out_channels)
     upsample = [s // b.out_strides[0] for s in b.out_strides]
     arch = arch_name(b.arch) or b.arch.to_dict()
+    strides = {} if m.strides is None else dict(strides=tuple(m.strides))
     if m.with_stem:
         key, neck = 'backbone', 'neck'
-        cfg = image_backbone(arch, out_indices=b.out_indices)
+        cfg = image_backbone(arch, out_indices=b.out_indices, **strides)
         if m.in_channels != 3:
             cfg['in_channels'] = m.in_channels
     else:
         key, neck = 'pts_backbone', 'pts_neck'
-        cfg = bev_backbone(arch, in_channels=m.in_channels, out_indices=b.out_indices)
-    if m.strides is not None:
-        cfg['strides'] = tuple(m.strides)
+        cfg = bev_backbone(arch, in_channels=m.in_channels, out_indices=b.out_indices,
+                           **strides)
     return {
         'backbone': config_text(key, cfg),
         'fpn': config_text(neck, dict(in_channels=channels)),
