@@ -136,7 +136,11 @@ def _cmd_sample(args: argparse.Namespace) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> str:
-    from .design_space.plots import plot_edfs, plot_format, plot_widths  # matplotlib on use
+    try:  # matplotlib, the optional [plot] extra, only for this command
+        from .design_space.plots import plot_edfs, plot_format, plot_widths
+    except ModuleNotFoundError as e:
+        raise ValueError(f'plot needs {e.name}, which is not installed: '
+                         'pip install "mmregnet[plot]"') from e
     if (args.arch is None) == (not args.edf):
         raise ValueError('plot takes either ARCH (the width rule) or --edf POPULATION... '
                          '(distribution functions), not both or neither')
