@@ -136,9 +136,9 @@ def _cmd_sample(args: argparse.Namespace) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> str:
-    try:  # matplotlib, the optional [plot] extra, only for this command
-        from .design_space.plots import plot_edfs, plot_format, plot_widths
-    except ModuleNotFoundError as e:
+    try:
+        from .design_space.plots import plot_edfs, plot_format, plot_widths  # lazy: matplotlib
+    except ModuleNotFoundError as e:  # without the [plot] extra
         raise ValueError(f'plot needs {e.name}, which is not installed: '
                          'pip install "mmregnet[plot]"') from e
     if (args.arch is None) == (not args.edf):
