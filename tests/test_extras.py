@@ -3,10 +3,11 @@
 ``make test-extras`` runs this module (CI runs it after ``make test``); elsewhere
 it is skipped. The venvs are made by uv, which links every package from its
 cache instead of copying gigabytes of torch per venv, from the indexes pip is
-configured with. torch is pinned to this venv's version, so that the mmcv wheel
-``tools/setup_env.sh`` built and cached for it installs as it is; nothing else
-is pinned beyond what ``requirements/*.txt`` say: a venv gets what
-``pip install "mmregnet[EXTRA]"`` gives a user whose torch is already there.
+configured with. torch and torchvision are pinned to this venv's versions, so
+that the mmcv wheel ``tools/setup_env.sh`` built and cached for this torch
+installs as it is; nothing else is pinned beyond what ``requirements/*.txt``
+say: a venv gets what ``pip install "mmregnet[EXTRA]"`` gives a user whose
+torch is already there.
 """
 import importlib.util
 import os
@@ -88,7 +89,8 @@ class Venvs:
         self.options = _pip_index_options()
         self.wheel = self._build_wheel()
         self.torch_pin = root / 'torch-pin.txt'
-        self.torch_pin.write_text(f"torch=={metadata.version('torch')}\n")
+        self.torch_pin.write_text(''.join(f'{name}=={metadata.version(name)}\n'
+                                          for name in ('torch', 'torchvision')))
 
     def _build_wheel(self) -> Path:
         """This checkout as a wheel, built from a copy so the build leaves the tree untouched."""
