@@ -179,6 +179,7 @@ def trained(tmp_path_factory):
     return work, data_root
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_in_a_process_without_mmregnet_compat(trained):
     work, _ = trained
     path = str(work / 'run' / 'epoch_2.pth')
@@ -189,6 +190,7 @@ def test_checkpoint_loads_in_a_process_without_mmregnet_compat(trained):
     assert 'LOADED' in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('written', ['portable', 'before'])
 def test_resume_restores_the_training_state(trained, tmp_path, written):
     """Resuming after epoch 1 gives epoch 2 of the uninterrupted run, whether the epoch-1
