@@ -108,6 +108,7 @@ def _mmpretrain_classifier(models):
     return _random_head(randomize_norms(model), model.head.fc).eval()
 
 
+@pytest.mark.slow
 def test_mmpretrain_regnet_checkpoint_converts_with_and_without_its_head(tmp_path, models):
     theirs = _mmpretrain_classifier(models)
     # What mmengine's Runner saves for mmpretrain: meta, state_dict, the optimizer's state.
