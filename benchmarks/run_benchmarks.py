@@ -29,6 +29,10 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from mmregnet.warning_filters import hide_third_party_warnings  # noqa: E402
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
 from mmregnet.benchmark import (BackboneCase, run_backbone, run_detector,  # noqa: E402
                                 run_with_cp_memory)
 from mmregnet.benchmark.isolate import in_fresh_process  # noqa: E402

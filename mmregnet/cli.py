@@ -24,6 +24,7 @@ from .design_space.population import MAX_NETS, read_column, sample_population, \
 from .design_space.space import PAPER_FLOPS_RANGE, SPACES
 from .errors import run_guarded
 from .fileio import atomic_output
+from .warning_filters import hide_third_party_warnings
 
 LIST_COLUMNS = {'name': 'name', 'params': 'params', 'flops': 'flops', 'acts': 'acts',
                 'widths': 'widths', 'depths': 'depths', 'group widths': 'group_widths'}
@@ -135,7 +136,11 @@ def _cmd_sample(args: argparse.Namespace) -> str:
 
 
 def _cmd_plot(args: argparse.Namespace) -> str:
-    from .design_space.plots import plot_edfs, plot_format, plot_widths  # lazy: matplotlib
+    try:
+        from .design_space.plots import plot_edfs, plot_format, plot_widths  # lazy: matplotlib
+    except ModuleNotFoundError as e:  # without the [plot] extra
+        raise ValueError(f'plot needs {e.name}, which is not installed: '
+                         'pip install "mmregnet[plot]"') from e
     if (args.arch is None) == (not args.edf):
         raise ValueError('plot takes either ARCH (the width rule) or --edf POPULATION... '
                          '(distribution functions), not both or neither')
@@ -224,6 +229,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     0 on success, 1 for an error (one line naming the input), 130 (Ctrl-C) or
     143 (SIGTERM) when interrupted, 2 for bad usage (see :mod:`mmregnet.errors`).
     """
+    hide_third_party_warnings(argv)
     args = build_parser().parse_args(argv)
 
     def run() -> int:

@@ -12,6 +12,17 @@ ALL_PRESETS = list(PRESETS)
 X_PRESETS = [n for n in ALL_PRESETS if n.startswith('regnetx')]
 
 
+#: The preset whose network sweeps (NETWORK_SWEEPS) stay in the quick tier, ``make
+#: test-quick``: RegNetY 200MF has every block feature (groups, SE). The other presets'
+#: are marked slow; ``make test`` runs all of them.
+QUICK_PRESET = 'regnety_200mf'
+#: Modules, or tests (``module::test``), whose per-preset tests build the preset's network
+#: (seconds to a minute each).
+NETWORK_SWEEPS = ('test_backbone.py', 'test_deploy.py',
+                  'test_complexity.py::test_backbone_complexity_equals_built_network',
+                  'test_design_space.py::test_show_outputs_equal_the_built_backbone')
+
+
 def pytest_collection_modifyitems(items):
     """Runs each preset's tests together, so the backbone cache needs one preset at a time."""
     def key(item):
@@ -19,6 +30,12 @@ def pytest_collection_modifyitems(items):
         name = callspec.params.get('name') if callspec else None
         return (str(item.fspath), ALL_PRESETS.index(name) if name in ALL_PRESETS else -1)
     items.sort(key=key)
+    for item in items:
+        callspec = getattr(item, 'callspec', None)
+        name = callspec.params.get('name') if callspec else None
+        swept = any(f'{s}::' in item.nodeid or f'{s}[' in item.nodeid for s in NETWORK_SWEEPS)
+        if swept and name in ALL_PRESETS and name != QUICK_PRESET:
+            item.add_marker(pytest.mark.slow)
 
 
 # Stem and stem-less of one preset; the big presets are 0.6 GB each, so keep no more.

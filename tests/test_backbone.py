@@ -115,6 +115,7 @@ def _assert_loads_strictly_with_equal_outputs(theirs, ours, x):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', X_PRESETS)
 def test_mmdet_regnet_state_dict_loads_strictly_with_equal_outputs(name):
     from mmdet.models.backbones import RegNet as MMDetRegNet
@@ -122,6 +123,7 @@ def test_mmdet_regnet_state_dict_loads_strictly_with_equal_outputs(name):
         MMDetRegNet(PRESETS[name].to_dict()), RegNet(name), torch.rand(1, 3, 64, 64))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', ['regnetx_400mf', 'regnetx_1.6gf', 'regnetx_3.2gf'])
 def test_mmdet3d_nostem_state_dict_loads_strictly_with_equal_outputs(name):
     from mmdet3d.models.backbones import NoStemRegNet

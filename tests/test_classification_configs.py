@@ -67,6 +67,7 @@ def test_every_preset_has_its_configs():
     assert set(SHIPPED) <= set(CONFIGS) and len(SHIPPED) == 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', CONFIGS)
 def test_builds_with_the_analytic_parameter_count_and_states_its_input(name):
     cfg = _load(name)
@@ -99,6 +100,7 @@ def test_normalisation_is_imagenet_in_each_order():
     assert {WEIGHT_SOURCE_ORDER[s] for s in ('timm', 'torchvision')} == {'RGB'}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('name', SHIPPED)
 def test_same_classifier_and_recipe_as_mmpretrain(name):
     ours, theirs = _load(name), _load(name, MMPRETRAIN_REGNET)
@@ -139,6 +141,7 @@ TORCHVISION = ['regnet_x_400mf', 'regnet_y_400mf', 'regnet_x_800mf', 'regnet_y_8
                'regnet_x_1_6gf', 'regnet_y_1_6gf', 'regnet_x_3_2gf', 'regnet_y_8gf']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('builder', TORCHVISION)
 def test_rgb_or_tv_config_fits_torchvisions_model(builder):
     torchvision = pytest.importorskip('torchvision')
@@ -158,6 +161,7 @@ def test_rgb_or_tv_config_fits_torchvisions_model(builder):
                                  != sum(p.numel() for p in reference.parameters()))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('model_name, config', [
     ('regnetx_004_tv', 'regnetx-400mf-tv_8xb128-rgb_in1k.py'),
     ('regnety_008_tv', 'regnety-800mf-tv_8xb128-rgb_in1k.py'),

@@ -16,6 +16,8 @@ from mmregnet.synthetic.images import CLASSES, ImageSetSpec, generate_images
 
 from test_end_to_end import REPO, _tool  # runs a tool with one thread, output captured
 
+pytestmark = pytest.mark.slow  # trains and evaluates a classifier with the tools
+
 TINY = os.path.join(REPO, 'configs', 'classification', 'regnetx-tiny_1xb32-6e_bars.py')
 CHANCE = 100.0 / len(CLASSES)
 

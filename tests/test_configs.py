@@ -73,6 +73,7 @@ def test_every_mmdet3d_regnet_config_has_a_twin():
         assert f'configs/regnet/{extra}' in CONFIGS
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', [c for c in CONFIGS if _upstream_config(c)])
 def test_same_network_as_upstream_config(path):
     ours, theirs = _build(_load(path)), _build(Config.fromfile(_upstream_config(path)))
@@ -82,6 +83,7 @@ def test_same_network_as_upstream_config(path):
     assert ours_keys == set(theirs.state_dict())  # their trained checkpoints load as they are
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('path', CONFIGS)
 def test_config_builds_trains_and_predicts(path):
     cfg = _load(path)

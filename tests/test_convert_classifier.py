@@ -53,6 +53,7 @@ def classifier_cfg(meta, classes, width):
                 head=dict(type='LinearClsHead', num_classes=classes, in_channels=width))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('library', ['pycls', 'timm:regnety_002', 'timm:regnetx_004_tv',
                                      'torchvision:regnet_y_400mf'])
 def test_keep_head_loads_strictly_into_an_image_classifier_with_the_librarys_logits(
@@ -79,6 +80,7 @@ def test_keep_head_loads_strictly_into_an_image_classifier_with_the_librarys_log
         assert_close_rel([printed.eval()(x, mode='tensor')], [net(x)])
 
 
+@pytest.mark.slow
 def test_classification_config_with_its_preprocessor_gives_torchvisions_logits(tmp_path, models):
     net = _source('torchvision:regnet_x_400mf')
     torch.save(net.state_dict(), tmp_path / 'regnet_x_400mf.pth')
@@ -106,6 +108,7 @@ def _mmpretrain_classifier(models):
     return _random_head(randomize_norms(model), model.head.fc).eval()
 
 
+@pytest.mark.slow
 def test_mmpretrain_regnet_checkpoint_converts_with_and_without_its_head(tmp_path, models):
     theirs = _mmpretrain_classifier(models)
     # What mmengine's Runner saves for mmpretrain: meta, state_dict, the optimizer's state.

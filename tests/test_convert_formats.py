@@ -44,6 +44,7 @@ def assert_same_outputs(checkpoint, arch, stages, **backbone):
             torch.testing.assert_close(out, y, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('preset,zip_format', [('regnetx_200mf', False), ('regnety_200mf', True)])
 def test_pycls_pyth_converts_verifies_and_matches_pycls(tmp_path, preset, zip_format):
     net = pycls_net(preset)
@@ -102,6 +103,7 @@ def test_state_option_overrides_and_ema_without_ema_is_an_error():
         convert_checkpoint(dict(model_state=model), state='ema')
 
 
+@pytest.mark.slow
 def test_torchvision_widths_become_an_arch_dict_never_the_preset():
     net = library_net('torchvision', 'regnet_x_400mf')
     result = convert_checkpoint(net.state_dict(), verify=True)
@@ -162,6 +164,7 @@ def test_verify_without_the_source_library_says_so_and_still_loads_strictly(
         is None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('library,name', [('torchvision', 'regnet_x_400mf'),
                                           ('timm', 'regnety_002')])
 def test_verify_against_timm_and_torchvision_catches_a_swapped_tensor(library, name):

@@ -29,6 +29,8 @@ from library_nets import (TIMM_MODELS, TORCHVISION_BUILDERS, TORCHVISION_CHANGED
                           run_converter, stage_outputs)
 from norms import randomize_norms
 
+pytestmark = pytest.mark.slow  # timm and torchvision networks of every preset
+
 REPO = Path(__file__).resolve().parents[1]
 TOOL = REPO / 'tools' / 'model_converters' / 'regnet2mmdet.py'
 X = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))

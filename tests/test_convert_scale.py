@@ -8,10 +8,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from pycls.models.anynet import AnyNet
 
 from conftest import pycls_anynet_kwargs
+
+pytestmark = pytest.mark.slow  # RegNetY 32GF's full-size weights
 
 # VmHWM (peak RSS) of the child's own address space; ru_maxrss would include the parent's
 # memory at fork time.

@@ -91,6 +91,7 @@ def test_onnx_export_runs_equal_in_onnxruntime(name, build, tmp_path):
 
 # Inductor takes 25-60 s per preset on these 2 shared cores, so one preset: a
 # RegNetY (SE units, every block kind) without the stem (the PointPillars path).
+@pytest.mark.slow
 def test_torch_compile_equals_eval_and_keeps_the_input_check(build):
     x, expected, net = _pair(build, 'regnety_200mf', with_stem=False)
     compiled = torch.compile(net)
@@ -256,6 +257,7 @@ def test_percentiles_match_numpy_and_bad_timing_arguments_fail():
         time_interleaved({'a': lambda: None}, reps=0)
 
 
+@pytest.mark.slow
 def test_fresh_process_returns_the_result_and_names_the_childs_error():
     import math
     import os

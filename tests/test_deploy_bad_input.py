@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # exports a detector to refuse bad input to
+
 pytest.importorskip('onnxruntime')
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..')

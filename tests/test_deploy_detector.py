@@ -17,6 +17,8 @@ import torch
 
 from detector_inputs import point_cloud_batch, shrink_range
 
+pytestmark = pytest.mark.slow  # exports every detector config and compares it with mmdet3d
+
 pytest.importorskip('onnxruntime')
 
 # Every hard-voxel PointPillars detector: PointPillars' own head and SSN's shape-aware one.

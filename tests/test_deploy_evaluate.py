@@ -14,6 +14,8 @@ import sys
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # evaluates exported detectors with the config's metric
+
 pytest.importorskip('onnxruntime')
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,6 +14,8 @@ import torch
 
 from mmregnet.runtime import is_complete_checkpoint
 
+pytestmark = pytest.mark.slow  # trains and evaluates PointPillars with the tools
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(REPO, 'configs', 'regnet')
 NUS = os.path.join(CONFIGS, 'pointpillars_hv_regnet-400mf_fpn_sbn-all_1xb4-demo_nus-3d.py')

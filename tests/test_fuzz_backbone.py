@@ -19,6 +19,8 @@ from mmregnet.arch import MAX_DEPTH, MAX_WIDTH, get_arch
 from mmregnet.errors import InputError
 from mmregnet.models.arguments import MAX_PARAMS
 
+pytestmark = pytest.mark.slow  # fuzzing
+
 SMALL = dict(w0=8, wa=8.0, wm=1.4, depth=4, group_w=8, bot_mul=1.0)  # 4 stages
 
 BAD_ARCHS = [

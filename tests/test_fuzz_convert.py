@@ -24,6 +24,8 @@ import torch
 from mmregnet import RegNet
 from mmregnet.convert.cli import main
 
+pytestmark = pytest.mark.slow  # fuzzing
+
 REPO = Path(__file__).resolve().parents[1]
 #: A small real RegNet (four stages of one block): every case converts or fails in milliseconds.
 TINY = dict(w0=8, wa=8.0, wm=1.4, depth=4, group_w=8, bot_mul=1.0)

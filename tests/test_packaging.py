@@ -90,9 +90,118 @@ def test_metadata_matches_the_package():
     assert meta['Version'] == mmregnet.__version__
     assert meta['License-Expression'] == 'Apache-2.0'
     assert meta['Requires-Python'] == '>=3.10'
-    requires = metadata.requires('mmregnet')
-    assert any(r.startswith('mmdet3d==1.4.0') and 'extra == "3d"' in r for r in requires)
     assert 'Apache License' in (ROOT / 'LICENSE').read_text()
+
+
+# -- requirements: requirements/*.txt are the one list; the metadata is read from them --
+
+def _pyproject() -> dict:
+    import tomllib
+    with open(ROOT / 'pyproject.toml', 'rb') as f:
+        return tomllib.load(f)
+
+
+def _file_requirements(files) -> set:
+    """(name, specifier) of every requirement in ``files`` (paths relative to ROOT)."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    found = set()
+    for name in files:
+        for line in (ROOT / name).read_text().splitlines():
+            line = line.split('#', 1)[0].strip()
+            if line:
+                req = Requirement(line)
+                found.add((canonicalize_name(req.name), str(req.specifier)))
+    return found
+
+
+def _declared() -> dict:
+    """Extra ('' for the base) -> the requirements its files list, as pyproject.toml unites them."""
+    dynamic = _pyproject()['tool']['setuptools']['dynamic']
+    declared = {'': _file_requirements(dynamic['dependencies']['file'])}
+    for extra, spec in dynamic['optional-dependencies'].items():
+        declared[extra] = _file_requirements(spec['file'])
+    return declared
+
+
+def _metadata_requirements(requires, extras) -> dict:
+    """Extra ('' for the base) -> (name, specifier) from ``Requires-Dist`` lines."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    found = {extra: set() for extra in ['', *extras]}
+    for line in requires:
+        req = Requirement(line)
+        for extra in found:
+            applies = req.marker is None if not extra else \
+                req.marker is not None and req.marker.evaluate({'extra': extra})
+            if applies:
+                found[extra].add((canonicalize_name(req.name), str(req.specifier)))
+    return found
+
+
+def test_requirements_files_are_one_list():
+    """Every file is read by pyproject.toml and by requirements.txt; a package is in one file."""
+    files = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / 'requirements').glob('*.txt'))
+    dynamic = _pyproject()['tool']['setuptools']['dynamic']
+    used = set(dynamic['dependencies']['file'])
+    for spec in dynamic['optional-dependencies'].values():
+        used |= set(spec['file'])
+    assert sorted(used) == files
+    included = [line.split()[1] for line in (ROOT / 'requirements.txt').read_text().splitlines()
+                if line.startswith('-r ')]
+    assert sorted(included) == files
+    assert sorted(dynamic['optional-dependencies']['all']['file']) == \
+        sorted(set(files) - set(dynamic['dependencies']['file']))
+    owners = {}
+    for name in files:
+        for package, _ in _file_requirements([name]):
+            owners.setdefault(package, []).append(name)
+    # numpy: the base's floor, and models.txt's cap for the OpenMMLab releases it pins.
+    twice = {p: f for p, f in owners.items() if len(f) > 1 and p != 'numpy'}
+    assert not twice, twice
+    assert not (ROOT / 'setup.cfg').exists()  # nothing else declares requirements
+
+
+def test_extras_hold_what_they_promise():
+    declared = {extra: {name for name, _ in reqs} for extra, reqs in _declared().items()}
+    assert declared[''] == {'numpy'}  # arch table, complexity, design space: no torch
+    assert declared['runtime'] == {'onnxruntime'}  # an exported detector runs on these two
+    for extra in ('det', '3d', 'cls', 'deploy'):
+        assert {'torch', 'mmengine', 'mmcv'} <= declared[extra], extra
+    assert 'mmdet' in declared['det'] and 'mmdet3d' in declared['3d']
+    assert not {'mmdet', 'mmdet3d'} & declared['cls']
+    assert {'mmdet3d', 'onnx', 'onnxruntime'} <= declared['deploy']
+    assert 'psutil' in declared['tests']
+    assert declared['all'] == set().union(*(v for k, v in declared.items() if k not in ('', 'all')))
+    assert ('torch', '>=2.6') in _declared()['det']  # safe_globals, get_unsafe_globals_...
+
+
+def test_built_metadata_equals_the_requirements_files(tmp_path):
+    """The metadata setuptools builds from this checkout, as a wheel or sdist would carry it."""
+    from importlib import metadata
+    done = _python(f"""
+        from setuptools import build_meta
+        print(build_meta.prepare_metadata_for_build_wheel({str(tmp_path)!r}))
+    """, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    dist = metadata.Distribution.at(tmp_path / done.stdout.split()[-1])
+    declared = _declared()
+    assert sorted(dist.metadata.get_all('Provides-Extra')) == sorted(set(declared) - {''})
+    assert _metadata_requirements(dist.requires, set(declared) - {''}) == declared
+
+
+def test_installed_metadata_equals_the_requirements_files():
+    """The installed mmregnet (``make setup``: this checkout, editable) was built from them."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlparse
+    dist = metadata.distribution('mmregnet')
+    url = json.loads(dist.read_text('direct_url.json') or '{}').get('url', '')
+    if Path(unquote(urlparse(url).path)).resolve() != ROOT.resolve():
+        pytest.skip(f'the installed mmregnet is not this checkout ({url or "no direct_url"})')
+    declared = _declared()
+    assert _metadata_requirements(dist.requires, set(declared) - {''}) == declared, \
+        'installed metadata is stale: run make setup (pip install -e ".[all]")'
 
 
 def _load_patch_tool():

@@ -180,6 +180,7 @@ def trained(tmp_path_factory):
     return work, data_root
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_in_a_process_without_mmregnet_allow_list(trained):
     work, _ = trained
     path = str(work / 'run' / 'epoch_2.pth')
@@ -190,6 +191,7 @@ def test_checkpoint_loads_in_a_process_without_mmregnet_allow_list(trained):
     assert 'LOADED' in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('written', ['portable', 'before'])
 def test_resume_restores_the_training_state(trained, tmp_path, written):
     """Resuming after epoch 1 gives epoch 2 of the uninterrupted run, whether the epoch-1

@@ -12,6 +12,8 @@ from pyquaternion import Quaternion
 
 from mmregnet.synthetic import DatasetSpec, Options, generate
 
+pytestmark = pytest.mark.slow  # mmdet3d's create_data.py and the devkits' metrics
+
 TINY = Options(samples_per_scene=3, sweeps_per_sample=1, annotation_range=15.0,
                objects_per_scene=30, seed=5, azimuth_steps=360, max_range=30.0)
 NUS_CLASSES = ('car', 'truck', 'trailer', 'bus', 'construction_vehicle', 'bicycle',

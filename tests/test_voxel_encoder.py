@@ -68,6 +68,7 @@ def test_unsupported_encoders_are_named_and_refused():
     assert unsupported_reason(HardVFE(4, [64, 64])) == ''
 
 
+@pytest.mark.slow
 def test_deployed_detector_encodes_its_voxelized_points_as_before():
     from mmregnet.benchmark.detector import detector_inputs, detector_pair, random_points
     from mmregnet.deploy import switch_detector_to_deploy

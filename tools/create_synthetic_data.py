@@ -12,10 +12,14 @@ with one line naming the option, the rule and the value; an interrupt exits 130
 import argparse
 import sys
 
-from mmregnet.errors import run_guarded
-from mmregnet.synthetic import DatasetSpec, Options, generate
-from mmregnet.synthetic.generate import MAX_SCENES
-from mmregnet.synthetic.options import LIMITS, MAX_RANGE
+from mmregnet.warning_filters import hide_third_party_warnings
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
+from mmregnet.errors import run_guarded  # noqa: E402
+from mmregnet.synthetic import DatasetSpec, Options, generate  # noqa: E402
+from mmregnet.synthetic.generate import MAX_SCENES  # noqa: E402
+from mmregnet.synthetic.options import LIMITS, MAX_RANGE  # noqa: E402
 
 PROG = 'create_synthetic_data.py'
 

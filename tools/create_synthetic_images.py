@@ -12,8 +12,12 @@ options is reused; any other existing path is refused.
 import argparse
 import sys
 
-from mmregnet.errors import run_guarded
-from mmregnet.synthetic.images import ImageSetSpec, generate_images
+from mmregnet.warning_filters import hide_third_party_warnings
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
+from mmregnet.errors import run_guarded  # noqa: E402
+from mmregnet.synthetic.images import ImageSetSpec, generate_images  # noqa: E402
 
 PROG = 'create_synthetic_images.py'
 

@@ -16,6 +16,8 @@ import sys
 import time
 from typing import Dict, List
 
+from mmregnet.warning_filters import hide_third_party_warnings
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CONFIG = os.path.join(
     REPO, 'configs/regnet/pointpillars_hv_regnet-400mf_fpn_sbn-all_1xb4-demo_nus-3d.py')
@@ -85,6 +87,7 @@ def evaluate(args: argparse.Namespace, name: str, checkpoint: str, overrides: Li
 def main(argv=None) -> int:
     """Runs the demo's five steps; returns the exit status."""
     args = parse_args(argv)
+    hide_third_party_warnings(argv)
     start = time.time()
     # Before torch loads OpenMP (here and in the tools, which inherit it): threads that sleep
     # instead of spinning while they wait. Measured on 2 cores, a backbone training step with

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 PY=$VENV/bin/python
 STAMP=$VENV/.mmregnet-stamp
-PIN_FILES="constraints.txt pyproject.toml tools/setup_env.sh tools/setup/patch_mmcv_cxx20.py"
+PIN_FILES="constraints.txt pyproject.toml requirements.txt requirements/*.txt tools/setup_env.sh tools/setup/patch_mmcv_cxx20.py"
 TORCH_VERSION=${TORCH_VERSION:-2.14.1}
 TORCHVISION_VERSION=${TORCHVISION_VERSION:-0.29.1}
 want=$(cat $PIN_FILES | sha256sum | cut -c1-16)
@@ -36,10 +36,11 @@ pip_install() { "$PY" -m pip install --disable-pip-version-check -c constraints.
 
 pip_install -q "setuptools>=77.0.3,<82" wheel ninja
 # Keep a torch + torchvision pair the user already put in the venv (a CUDA build of
-# theirs, say) if both import together; otherwise install the tested pair. torch 2.14.1
+# theirs, say) if both import together and torch meets requirements/models.txt's
+# floor; otherwise install the tested pair. torch 2.14.1
 # and torchvision 0.29.1 are the registry's builds that import together and run on a
 # CPU as well as a GPU (the CPU-only torch 2.13.0 has no torchvision to pair with).
-if ! "$PY" -c "import torch, torchvision.ops; assert int(torch.__version__.split('.')[0]) >= 2" 2>/dev/null; then
+if ! "$PY" -c "import torch, torchvision.ops; assert tuple(map(int, torch.__version__.split('+')[0].split('.')[:2])) >= (2, 6)" 2>/dev/null; then
     echo "[setup] installing torch==$TORCH_VERSION torchvision==$TORCHVISION_VERSION"
     pip_install "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION"
 fi
@@ -72,8 +73,8 @@ if ! "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '2.1.0'" 2>/dev
     pip_install --no-deps "$wheel"
 fi
 
-# The package's extras are the one list of requirements (pyproject.toml); mmcv is
-# already the cached build above, so pip keeps it.
+# requirements/*.txt are the one list of requirements (pyproject.toml reads them into
+# the package's extras); mmcv is already the cached build above, so pip keeps it.
 pip_install -e ".[all]"
 stack_imports || { echo "[setup] the stack does not import; see the errors above" >&2; "$PY" -c "import mmcv.ops, mmdet3d, mmregnet"; exit 1; }
 echo "$want" > "$STAMP"

@@ -18,9 +18,13 @@ config's own dataset and metric (one process).
 import argparse
 import sys
 
-from mmregnet.errors import run_guarded
-from mmregnet.runtime import add_common_args, load_config, test
-from mmregnet.runtime.launch import BACKENDS
+from mmregnet.warning_filters import hide_third_party_warnings
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
+from mmregnet.errors import run_guarded  # noqa: E402
+from mmregnet.runtime import add_common_args, load_config, test  # noqa: E402
+from mmregnet.runtime.launch import BACKENDS  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,10 +16,14 @@ an interrupt exits 130. Several processes: tools/dist_train.sh.
 import argparse
 import sys
 
-from mmengine.logging import print_log
+from mmregnet.warning_filters import hide_third_party_warnings
 
-from mmregnet.errors import run_guarded
-from mmregnet.runtime import add_common_args, load_config, resolve_resume, train
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
+from mmengine.logging import print_log  # noqa: E402
+
+from mmregnet.errors import run_guarded  # noqa: E402
+from mmregnet.runtime import add_common_args, load_config, resolve_resume, train  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,6 +12,7 @@ from typing import List, Optional
 from ..arch import MAX_STRIDE, MAX_WIDTH, arch_from_text
 from ..errors import run_guarded
 from ..fileio import remove_stale_parts
+from ..warning_filters import hide_third_party_warnings
 from .layouts import LAYOUTS
 from .pipeline import ConversionResult, convert_file
 from .stemless import check_target
@@ -89,6 +90,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         0 on success, 1 for bad input, 130 (SIGINT) or 143 (SIGTERM) when
         interrupted, 2 for a usage error or an unexpected failure.
     """
+    hide_third_party_warnings(argv)
     args = build_parser().parse_args(argv)
 
     def run() -> int:

@@ -23,6 +23,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 
+from mmregnet.warning_filters import hide_third_party_warnings  # noqa: E402
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
 from mmregnet.benchmark import (BackboneCase, run_backbone, run_detector,  # noqa: E402
                                 run_with_cp_memory)
 from mmregnet.benchmark.report import (STATS_COLUMNS, detector_markdown,  # noqa: E402

@@ -18,6 +18,10 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
 
+from mmregnet.warning_filters import hide_third_party_warnings  # noqa: E402
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
 
 def parse_args(argv=None) -> argparse.Namespace:
     """The command line (``argv`` or ``sys.argv``)."""

@@ -17,8 +17,12 @@ import re
 import sys
 from typing import Callable, Dict, List, Optional
 
-import yaml
-from mmengine.config import Config
+from mmregnet.warning_filters import hide_third_party_warnings
+
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
+import yaml  # noqa: E402
+from mmengine.config import Config  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FOLDER = os.path.join(ROOT, 'configs', 'classification')

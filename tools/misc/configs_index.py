@@ -16,10 +16,14 @@ import re
 import sys
 from typing import Dict, List
 
-import yaml
-from mmengine.config import Config
+from mmregnet.warning_filters import hide_third_party_warnings
 
-from mmregnet.fileio import atomic_output
+hide_third_party_warnings()  # before torch and OpenMMLab are imported
+
+import yaml  # noqa: E402
+from mmengine.config import Config  # noqa: E402
+
+from mmregnet.fileio import atomic_output  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 README = os.path.join(ROOT, 'configs', 'README.md')
