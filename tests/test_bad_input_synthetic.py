@@ -115,8 +115,8 @@ def test_interrupted_generation_leaves_no_staging_folder(tmp_path, signum, statu
 
 PARENT = r'''
 import subprocess, sys, time
-from mmregnet.synthetic.infos import _die_with_parent
-child = subprocess.Popen(['sleep', '600'], preexec_fn=_die_with_parent)
+from mmregnet.processes import die_with_parent
+child = subprocess.Popen(['sleep', '600'], preexec_fn=die_with_parent)
 print(child.pid, flush=True)
 time.sleep(600)
 '''
