@@ -20,5 +20,5 @@ FORMAT_VERSION = 3
 #: The graph's input: one point cloud ``(N, C)`` float32.
 INPUT_NAME = 'points'
 #: The graph's outputs: ``(M, box_dim)`` float32 LiDAR boxes, ``(M,)`` float32 scores,
-#: ``(M,)`` int64 labels, best first within what mmdet3d's head returns.
+#: ``(M,)`` int64 labels, in the order mmdet3d's head returns them.
 OUTPUT_NAMES = ('bboxes_3d', 'scores_3d', 'labels_3d')
