@@ -13,7 +13,6 @@ back as ``(B, C, H, W)`` views).
 import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -22,17 +21,6 @@ from .bn_folding import fuse_conv_bn
 from .errors import DeployError
 from .pillar_encoder import DeployHardVFE, PillarScatter, unsupported_reason
 from .voxelize import HardVoxelizer, VoxelLayout
-
-#: What the graph takes: the voxelizer's output and the number of samples.
-INPUT_NAMES = ('voxels', 'num_points', 'coors', 'batch_size')
-
-
-def graph_feeds(voxels: Dict[str, torch.Tensor], batch_size: int) -> Dict[str, np.ndarray]:
-    """The graph's inputs for a voxelizer output dict of ``batch_size`` samples."""
-    return dict(voxels=voxels['voxels'].numpy(),
-                num_points=voxels['num_points'].to(torch.int32).numpy(),
-                coors=voxels['coors'].to(torch.int32).numpy(),
-                batch_size=np.array(batch_size, dtype=np.int64))
 
 
 class ReusedAnchors:
