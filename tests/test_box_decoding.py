@@ -243,7 +243,7 @@ def test_unsupported_heads_are_refused_in_one_line(change, message):
     assert '\n' not in str(error.value)
 
 
-def test_empty_candidates_give_empty_outputs_of_the_right_shapes(tmp_path):
+def test_no_candidate_one_candidate_and_no_overlap(tmp_path):
     head = _head(NUS)
     maps = _maps(head, seed=1)
     run = _export(_decoder(head, maps), _graph_maps(maps), str(tmp_path / 'decoder.onnx'))
@@ -251,3 +251,10 @@ def test_empty_candidates_give_empty_outputs_of_the_right_shapes(tmp_path):
     boxes, scores, labels = run(_graph_maps(quiet))
     assert boxes.shape == (0, 9) and scores.shape == (0,) and labels.shape == (0,)
     assert (boxes.dtype, scores.dtype, labels.dtype) == (np.float32, np.float32, np.int64)
+    for lit in ([(0, 5, 5, 3)], [(0, 2, 2, 1), (0, 28, 28, 4), (1, 1, 14, 0)]):
+        quiet[0] = [torch.full_like(m, -20.0) for m in maps[0]]
+        for level, h, w, channel in lit:  # far apart: no pair to compare
+            quiet[0][level][0, channel, h, w] = 2.0
+        expected = _reference(head, quiet)
+        assert len(expected[1]) == len(lit)
+        _assert_same(expected, run(_graph_maps(quiet)), f'{len(lit)} lit')
