@@ -51,11 +51,18 @@ def test_equals_hard_vfe(kwargs):
     vfe = _random_norms(HardVFE(5, voxel_size=(0.25, 0.25, 8), point_cloud_range=RANGE,
                                 **kwargs))
     features, num_points, coors = _pillars()
+    # The same pillars as their points, in a shuffled order (the one graph's form).
+    pillar, slot = (torch.arange(16) < num_points.view(-1, 1)).nonzero(as_tuple=True)
+    order = torch.randperm(len(pillar), generator=torch.Generator().manual_seed(1))
+    pillar, slot = pillar[order], slot[order]
     with torch.no_grad():
         expected = vfe(features, num_points, coors)
         actual = DeployHardVFE(vfe)(features, num_points, coors)
-    assert actual.shape == expected.shape
-    assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
+        from_points = DeployHardVFE(vfe).encode_points(features[pillar, slot], pillar,
+                                                        num_points, coors, 16)
+    for got in (actual, from_points):
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()
 
 
 def test_unsupported_encoders_are_named_and_refused():
@@ -126,6 +133,7 @@ def test_scatter_equals_point_pillars_scatter_in_torch_and_onnx(batch, tmp_path)
     feats = torch.randn(90, 8)
     expected = reference(feats, coors, batch)
     assert torch.equal(scatter(feats, coors, torch.tensor(batch)), expected)
+    assert torch.equal(scatter(feats, coors, batch), expected)  # an int does as well
     session = _export(scatter, (feats[:10], coors[:10], torch.tensor(1)), tmp_path / 's.onnx',
                       ['feats', 'coors', 'batch_size'], ['feats', 'coors'])
     actual = session.run(None, dict(feats=feats.numpy(), coors=coors.numpy(),

@@ -7,7 +7,10 @@ Contenders, all with one set of weights and all on the same frame:
 - ``reference+compile``: the same with its voxel encoder, scatter, backbone,
   neck and head under ``torch.compile`` (what a user would try first);
 - ``deploy``: :func:`~mmregnet.deploy.switch_detector_to_deploy` in PyTorch;
-- ``onnxruntime``: :class:`~mmregnet.deploy.OnnxDetector` on the exported graph.
+- ``onnxruntime``: :class:`~mmregnet.deploy.OnnxDetector` on the exported
+  graph, points to boxes (``onnxruntime-int8``: its int8 export);
+- ``onnxruntime-split``: the split deployment (:mod:`.split_path`): mmcv's
+  voxelization and mmdet3d's decoding in PyTorch around a graph of the network.
 """
 import copy
 import os
@@ -19,11 +22,13 @@ import torch
 
 from ..deploy.configs import load_detector_config
 from ..deploy.detector_graph import switch_detector_to_deploy
-from ..deploy.export import export_model
+from ..deploy.export import detector_graph, export_model
+from ..deploy.runtime import OnnxDetector
 from .backbone import BackboneCase, randomize_norms
 from .detector import (anchor_scores, calibrate_boxes, detector_inputs, detector_pair, head_maps,
                        lidar_frame, load_points)
 from .runs import race
+from .split_path import SplitDetector
 from .stages import STAGES, onnx_stages, reference_stages
 from .timing import num_threads, summarize, time_interleaved
 
@@ -124,22 +129,29 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             ref.load_state_dict(ours.state_dict())
         deployed = switch_detector_to_deploy(copy.deepcopy(ours))
         with tempfile.TemporaryDirectory() as tmp:
-            from ..deploy.runtime import OnnxDetector
-            export_model(ours, cfg, os.path.join(tmp, 'onnx'), config_path=config,
-                         checkpoint=checkpoint)
-            det = OnnxDetector(os.path.join(tmp, 'onnx'), providers=['CPUExecutionProvider'])
-            ours_stages = onnx_stages(det, deployed, data, tmp)
-            fns = dict(reference=lambda: ref.test_step(data),
-                       deploy=lambda: deployed.test_step(data),
-                       onnxruntime=lambda: det.predict([points]))
+            folder = os.path.join(tmp, 'onnx')
+            export_model(ours, cfg, folder, config_path=config, checkpoint=checkpoint)
+            det = OnnxDetector(folder, providers=['CPUExecutionProvider'])
+            cloud = points.numpy()
+            ours_stages = onnx_stages(detector_graph(deployed, cfg), points, tmp)
+            voxels = deployed.data_preprocessor(data, False)['inputs']['voxels']
+            split = SplitDetector(deployed, (voxels['voxels'], voxels['num_points'].int(),
+                                             voxels['coors'].int()), tmp)
+            fns = {'reference': lambda: ref.test_step(data),
+                   'deploy': lambda: deployed.test_step(data),
+                   'onnxruntime': lambda: det.detect(cloud),
+                   'onnxruntime-split': lambda: split.predict(data)}
+            samples = {'onnxruntime': lambda: det.predict([points])}
             if int8:
                 # Calibrated on other scenes than the timed one, as a user's export would be.
                 clouds = [lidar_frame(cfg, num_points, seed + k) for k in range(1, 5)]
                 export_model(ours, cfg, os.path.join(tmp, 'int8'), config_path=config,
                              checkpoint=checkpoint, calibration=clouds,
                              calibration_source='generated frames')
-                det8 = OnnxDetector(os.path.join(tmp, 'int8'), providers=['CPUExecutionProvider'])
-                fns['onnxruntime-int8'] = lambda: det8.predict([points])
+                det8 = OnnxDetector(os.path.join(tmp, 'int8'),
+                                    providers=['CPUExecutionProvider'])
+                fns['onnxruntime-int8'] = lambda: det8.detect(cloud)
+                samples['onnxruntime-int8'] = lambda: det8.predict([points])
         result = dict(config=config, checkpoint=checkpoint, threads=torch.get_num_threads(),
                       num_points=int(points.shape[0]), boxes_to_nms=boxes_to_nms(ref, data))
         ref_stages = reference_stages(ref, data)
@@ -153,7 +165,8 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             result['compile_s'] = time.perf_counter() - start
             fns['reference+compile'] = lambda: compiled.test_step(data)
         expected = ref.test_step(data)
-        errors = {name: prediction_error(expected, fn()) for name, fn in fns.items()}
+        errors = {name: prediction_error(expected, samples.get(name, fn)())
+                  for name, fn in fns.items()}
         result['detector'] = race(fns, 1, reps, warmup, 'cpu')
         for name, err in errors.items():
             result['detector'][name]['rel_error'] = err

@@ -19,7 +19,7 @@ an exported graph.
 as a tensor: one gather of pillar rows into the ``B * H * W`` cells instead of
 a Python loop over samples, so the batch size stays a graph input.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -27,27 +27,29 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .bn_folding import bn_scale_shift
+from .onnx_export import filled
 
 
-class _RowMax(torch.autograd.Function):
-    """Each row of ``rows`` into the running max of row ``index[i]`` of ``base``.
+class _RowReduce(torch.autograd.Function):
+    """Each row of ``rows`` reduced into row ``index[i]`` of ``base`` (``'max'`` or ``'add'``).
 
-    Exported as one ``ScatterND`` with a max reduction (opset 18), which moves
+    Exported as one ``ScatterND`` with that reduction (opset 18), which moves
     whole rows; torch.onnx's own ``scatter_reduce`` export is an element-wise
     ``ScatterElements`` over an expanded index, wrapped in ``If`` nodes for
     0-d inputs, and several times slower in ONNX Runtime.
     """
 
     @staticmethod
-    def forward(ctx, base: Tensor, index: Tensor, rows: Tensor) -> Tensor:
+    def forward(ctx, base: Tensor, index: Tensor, rows: Tensor, reduction: str) -> Tensor:
         index = index.view(-1, 1).expand(rows.shape[0], rows.shape[1])
-        return base.scatter_reduce(0, index, rows, 'amax', include_self=True)
+        return base.scatter_reduce(0, index, rows, dict(max='amax', add='sum')[reduction],
+                                   include_self=True)
 
     @staticmethod
-    def symbolic(g, base, index, rows):
+    def symbolic(g, base, index, rows, reduction):
         axis = g.op('Constant', value_t=torch.tensor([1], dtype=torch.int64))
         return g.op('ScatterND', base, g.op('Unsqueeze', index, axis), rows,
-                    reduction_s='max')
+                    reduction_s=reduction)
 
 
 def _folded(linear: nn.Linear, norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
@@ -130,21 +132,15 @@ class DeployHardVFE(nn.Module):
             width = weight.shape[0]
         self.out_channels = self.weights[-1].shape[0]
 
-    def _decorated(self, features: Tensor, num_points: Tensor, coors: Tensor,
-                   flat: Tensor, voxel: Tensor) -> Tensor:
+    def _decorated(self, points: Tensor, voxel: Tensor, mean: Tensor, coors: Tensor) -> Tensor:
         """The real points' rows as HardVFE decorates them: point, cluster, center, distance."""
-        n, m, c = features.shape
-        points = features.reshape(n * m, c).index_select(0, flat)
         xyz = points[:, :3]
         parts: List[Tensor] = [points]
         if self.with_cluster_center:
-            # As HardVFE: the sum over all slots (padding is zero) over the point count.
-            # Summing whole rows then keeping x, y, z reads the slots once, without a copy.
-            mean = features.sum(dim=1)[:, :3] / num_points.type_as(features).view(-1, 1)
             parts.append(xyz - mean.index_select(0, voxel))
         if self.with_voxel_center:
             # coors are (batch, z, y, x).
-            grid = coors.index_select(0, voxel).type_as(features)
+            grid = coors.index_select(0, voxel).type_as(points)
             center = torch.stack([grid[:, 3 - k] * self.voxel_size[k] + self.offsets[k]
                                   for k in range(3)], dim=1)
             parts.append(xyz - center)
@@ -166,13 +162,50 @@ class DeployHardVFE(nn.Module):
         Returns:
             ``(N, feat_channels[-1])`` pillar features.
         """
-        n, m = features.shape[0], features.shape[1]
+        n, m, c = features.shape
         real = torch.arange(m, device=features.device) < num_points.view(-1, 1)
         # Row-major positions of the real points in (N * M): pillar = position // M.
         flat = real.reshape(n * m).nonzero().reshape(-1)
         voxel = torch.div(flat, m, rounding_mode='floor')
-        has_padding = (num_points < m).view(-1, 1)
-        rows = self._decorated(features, num_points, coors, flat, voxel)
+        points = features.reshape(n * m, c).index_select(0, flat)
+        mean = None
+        if self.with_cluster_center:
+            # As HardVFE: the sum over all slots (padding is zero) over the point count.
+            # Summing whole rows then keeping x, y, z reads the slots once, without a copy.
+            mean = features.sum(dim=1)[:, :3] / num_points.type_as(features).view(-1, 1)
+        return self._encode(points, voxel, mean, num_points < m, coors)
+
+    def encode_points(self, points: Tensor, voxel: Tensor, num_points: Tensor, coors: Tensor,
+                      max_points: int) -> Tensor:
+        """Encodes pillars given as their points, as :meth:`forward` encodes them padded.
+
+        What :class:`~mmregnet.deploy.voxelize.HardVoxelizer` assigns: no
+        ``(N, max_points, C)`` tensor is made.
+
+        Args:
+            points: ``(K, C)`` the pillars' points, in any order.
+            voxel: ``(K,)`` int64 the pillar of each point.
+            num_points: ``(N,)`` points in each pillar, at least one.
+            coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
+            max_points: The voxelizer's points per pillar (``M``: a pillar
+                with fewer has padding, which HardVFE pools too).
+
+        Returns:
+            ``(N, feat_channels[-1])`` pillar features.
+        """
+        mean = None
+        if self.with_cluster_center:
+            total = _RowReduce.apply(points.new_zeros(num_points.shape[0], 3), voxel,
+                                     points[:, :3], 'add')
+            mean = total / num_points.type_as(points).view(-1, 1)
+        return self._encode(points, voxel, mean, num_points < max_points, coors)
+
+    def _encode(self, points: Tensor, voxel: Tensor, mean: Optional[Tensor],
+                has_padding: Tensor, coors: Tensor) -> Tensor:
+        """The VFE layers on the real points and one padding row per pillar, max-pooled."""
+        n = has_padding.shape[0]
+        has_padding = has_padding.view(-1, 1)
+        rows = self._decorated(points, voxel, mean, coors)
         padding = rows.new_zeros(n, rows.shape[1])  # HardVFE masks padding to zero
         pooled = None
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -184,7 +217,7 @@ class DeployHardVFE(nn.Module):
                 padding = padding + per_pillar
             rows, padding = torch.relu(rows), torch.relu(padding)
             # ReLU outputs are >= 0, so 0 is a neutral start for the max.
-            pooled = _RowMax.apply(rows.new_zeros(n, rows.shape[1]), voxel, rows)
+            pooled = _RowReduce.apply(rows.new_zeros(n, rows.shape[1]), voxel, rows, 'max')
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
         return pooled
 
@@ -222,13 +255,13 @@ class PillarScatter(nn.Module):
                              f'{type(scatter).__name__}')
         return cls(scatter.in_channels, (scatter.ny, scatter.nx))
 
-    def forward(self, features: Tensor, coors: Tensor, batch_size: Tensor) -> Tensor:
+    def forward(self, features: Tensor, coors: Tensor, batch_size: Union[int, Tensor]) -> Tensor:
         """Scatters pillar features to the BEV canvas.
 
         Args:
             features: ``(N, C)`` pillar features.
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
-            batch_size: A 0-d integer tensor, the number of samples ``B``.
+            batch_size: The number of samples ``B`` (an int, or a 0-d integer tensor).
 
         Returns:
             ``(B, C, ny, nx)``, zero where there is no pillar (channels-last in memory).
@@ -238,8 +271,7 @@ class PillarScatter(nn.Module):
         n = features.shape[0]
         # Each cell's row in the features, or n: a zero row appended for empty cells.
         # Gathering whole rows writes the canvas once; zeros then a scatter write it twice.
-        row = torch.full((batch_size * (self.ny * self.nx),), n, dtype=torch.long,
-                         device=features.device)
+        row = filled(cell, batch_size * (self.ny * self.nx), 0) + n
         row = row.index_put((cell,), torch.arange(n, device=features.device))
         rows = torch.cat([features, features.new_zeros(1, self.in_channels)])
         canvas = rows.index_select(0, row)
