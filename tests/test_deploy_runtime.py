@@ -261,3 +261,56 @@ def test_read_cloud_keeps_the_first_values_of_each_point(tmp_path):
                                                     [15, 16, 17, 18]]
     assert read_cloud(str(path), 4).shape == (5, 4)
     assert glob.glob(str(tmp_path / '*')) == [str(path)]
+
+
+def _node_example():
+    """examples/node installed (once per package-lock) in a cache folder; its script path there."""
+    import hashlib
+    import tempfile
+    if not (shutil.which('node') and shutil.which('npm')):
+        pytest.skip('node and npm are not installed: the Node.js example cannot run')
+    source = os.path.join(ROOT, 'examples', 'node')
+    lock = open(os.path.join(source, 'package-lock.json'), 'rb').read()
+    cache = os.path.join(os.environ.get('XDG_CACHE_HOME', os.path.expanduser('~/.cache')),
+                         'mmregnet', 'node-example-' + hashlib.sha256(lock).hexdigest()[:16])
+    if not os.path.isdir(os.path.join(cache, 'node_modules', 'onnxruntime-node')):
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        work = tempfile.mkdtemp(dir=os.path.dirname(cache), prefix='.node-example.')
+        try:
+            for name in ('package.json', 'package-lock.json'):
+                shutil.copy(os.path.join(source, name), work)
+            # --ignore-scripts: the install script fetches CUDA builds from outside npm;
+            # the CPU build for linux-x64 ships in the package.
+            subprocess.run(['npm', 'ci', '--ignore-scripts', '--no-audit', '--no-fund'],
+                           cwd=work, check=True, capture_output=True, timeout=600)
+            if not os.path.isdir(cache):
+                os.replace(work, cache)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    shutil.copy(os.path.join(source, 'detect.mjs'), cache)  # resolves node_modules beside it
+    return os.path.join(cache, 'detect.mjs')
+
+
+def test_node_example_prints_the_python_runtimes_boxes(exported, tmp_path):
+    from mmregnet.deploy import OnnxDetector
+    script = _node_example()
+    folder, points = exported
+    cloud = tmp_path / 'cloud.bin'
+    np.column_stack([points, np.zeros(len(points))]).astype(np.float32).tofile(cloud)
+    run = [shutil.which('node'), script, folder, str(cloud), '--dims', '5', '--use-dims', '4']
+    proc = subprocess.run(run + ['--json'], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    found = OnnxDetector(folder).detect(points)
+    assert record['count'] == len(found) > 5
+    assert [d['label'] for d in record['detections']] == found.labels.tolist()
+    assert [d['name'] for d in record['detections']] == list(found.names)
+    assert np.allclose([d['score'] for d in record['detections']], found.scores, rtol=1e-6)
+    assert np.allclose([d['box'] for d in record['detections']], found.boxes, rtol=1e-6,
+                       atol=1e-6)
+    table = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert table.returncode == 0 and f'{len(found)} boxes' in table.stdout.splitlines()[0]
+    bad = subprocess.run(run[:4] + ['--dims', '5', '--use-dims', '3'], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 1 and bad.stderr == ('detect.mjs: error: the detector reads 4 '
+                                                  'values per point, got --use-dims 3\n')
