@@ -5,9 +5,9 @@
   real-points-only :class:`DeployHardVFE` pillar encoder).
 - ONNX: :func:`export_onnx` / :func:`trace` for a backbone;
   :func:`export_detector` for a whole detector as one graph from points to
-  mmdet3d's boxes (``tools/deployment/export_detector.py``), its box decoding
-  being :class:`BoxDecoder`; ``--int8`` quantizes its backbone and neck
-  (:mod:`mmregnet.deploy.quantize`).
+  mmdet3d's boxes (``tools/deployment/export_detector.py``), its voxelization
+  :class:`HardVoxelizer` and its box decoding :class:`BoxDecoder`; ``--int8``
+  quantizes its backbone and neck (:mod:`mmregnet.deploy.quantize`).
 - Runtime: :class:`OnnxDetector` runs an exported folder on ONNX Runtime with
   numpy and onnxruntime only, giving :class:`Detections`.
 
@@ -28,6 +28,7 @@ _NAMES = {
     'export_detector': 'export', 'export_model': 'export',
     'OnnxDetector': 'runtime', 'Detections': 'runtime',
     'BoxDecoder': 'box_decoding',
+    'HardVoxelizer': 'voxelize', 'VoxelLayout': 'voxelize',
 }
 
 __all__ = sorted(_NAMES)
