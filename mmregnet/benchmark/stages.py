@@ -65,8 +65,8 @@ class _EncoderScatter(nn.Module):
         self.encoder, self.scatter = graph.encoder, graph.scatter
         self.max_points = graph.voxelizer.layout.max_points
 
-    def forward(self, rows, voxel, num_points, coors):
-        feats = self.encoder(rows, num_points, coors, point_voxel=voxel,
+    def forward(self, rows, voxel, slot, num_points, coors):
+        feats = self.encoder(rows, num_points, coors, point_voxel=voxel, point_slot=slot,
                              max_points=self.max_points)
         return self.scatter(feats, coors, 1)
 
@@ -128,12 +128,13 @@ def onnx_stages(graph: DetectorGraph, points: torch.Tensor, folder: str) -> Dict
         Stage name to a no-argument callable.
     """
     rows = {0: 'rows'}
-    voxelize, (point, voxel, num_points, coors, _) = _session(
+    voxelize, (point, voxel, slot, num_points, coors, _) = _session(
         _Voxelizer(graph), (points,), folder, 'voxelize', dict(in0={0: 'points'}))
-    pillars = (points.index_select(0, point), voxel, num_points,
+    pillars = (points.index_select(0, point), voxel, slot, num_points,
                nn.functional.pad(coors, (1, 0)))
     encode, (canvas,) = _session(_EncoderScatter(graph), pillars, folder, 'encoder+scatter',
-                                 dict(in0=rows, in1=rows, in2=rows, in3=rows, out0={}))
+                                 dict(in0=rows, in1=rows, in2=rows, in3=rows, in4=rows,
+                                      out0={}))
     backbone, feats = _session(graph.backbone, (canvas,), folder, 'backbone', {})
     neck, necked = _session(_Neck(graph.neck), tuple(feats), folder, 'neck', {})
     head, maps = _session(_Head(graph), tuple(necked), folder, 'head', {})

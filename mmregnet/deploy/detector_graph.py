@@ -238,7 +238,8 @@ class DetectorGraph(nn.Module):
         a = self.voxelizer(points)
         coors = nn.functional.pad(a.coors, (1, 0))  # sample 0
         feats = self.encoder(points.index_select(0, a.point), a.num_points, coors,
-                             point_voxel=a.voxel, max_points=self.voxelizer.layout.max_points)
+                             point_voxel=a.voxel, point_slot=a.slot,
+                             max_points=self.voxelizer.layout.max_points)
         maps = self._maps(self.scatter(feats, coors, 1))
         if self.decoder is None:
             return maps

@@ -11,9 +11,9 @@ another through every layer (a layer's input is the row's features and the
 pillar's max). :class:`DeployHardVFE` therefore computes the real points plus
 one padding row per pillar, and takes the same max: the result equals
 ``HardVFE``'s up to float rounding, with the BatchNorms folded into the linear
-layers. It is written with operations ONNX has (``NonZero``, ``Gather``,
-``ScatterND`` with a max reduction), so the same module runs in PyTorch and in
-an exported graph.
+layers. It is written with operations ONNX has (``NonZero``, ``Gather``, the
+max of grouped rows by :mod:`~mmregnet.deploy.grouped_rows`), so the same
+module runs in PyTorch and in an exported graph.
 
 :class:`PillarScatter` is mmdet3d's ``PointPillarsScatter`` for a batch given
 as a tensor: one gather of pillar rows into the ``B * H * W`` cells instead of
@@ -27,29 +27,8 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .bn_folding import bn_scale_shift
+from .grouped_rows import Halving, halving_plan, reduce_groups
 from .onnx_export import filled
-
-
-class _RowReduce(torch.autograd.Function):
-    """Each row of ``rows`` reduced into row ``index[i]`` of ``base`` (``'max'`` or ``'add'``).
-
-    Exported as one ``ScatterND`` with that reduction (opset 18), which moves
-    whole rows; torch.onnx's own ``scatter_reduce`` export is an element-wise
-    ``ScatterElements`` over an expanded index, wrapped in ``If`` nodes for
-    0-d inputs, and several times slower in ONNX Runtime.
-    """
-
-    @staticmethod
-    def forward(ctx, base: Tensor, index: Tensor, rows: Tensor, reduction: str) -> Tensor:
-        index = index.view(-1, 1).expand(rows.shape[0], rows.shape[1])
-        return base.scatter_reduce(0, index, rows, dict(max='amax', add='sum')[reduction],
-                                   include_self=True)
-
-    @staticmethod
-    def symbolic(g, base, index, rows, reduction):
-        axis = g.op('Constant', value_t=torch.tensor([1], dtype=torch.int64))
-        return g.op('ScatterND', base, g.op('Unsqueeze', index, axis), rows,
-                    reduction_s=reduction)
 
 
 def _folded(linear: nn.Linear, norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
@@ -149,7 +128,8 @@ class DeployHardVFE(nn.Module):
         return torch.cat(parts, dim=1)
 
     def forward(self, features: Tensor, num_points: Tensor, coors: Tensor, *args,
-                point_voxel: Optional[Tensor] = None, max_points: int = 0, **kwargs) -> Tensor:
+                point_voxel: Optional[Tensor] = None, point_slot: Optional[Tensor] = None,
+                max_points: int = 0, **kwargs) -> Tensor:
         """Encodes pillars as ``HardVFE.forward`` does.
 
         Args:
@@ -160,6 +140,7 @@ class DeployHardVFE(nn.Module):
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
             *args: Ignored (HardVFE's image features and metas, for fusion).
             point_voxel: ``(K,)`` the pillar of each point of ``features``.
+            point_slot: ``(K,)`` its place in the pillar.
             max_points: With ``point_voxel``, the voxelizer's points per pillar.
             **kwargs: Ignored, likewise.
 
@@ -167,30 +148,33 @@ class DeployHardVFE(nn.Module):
             ``(N, feat_channels[-1])`` pillar features.
         """
         if point_voxel is not None:
-            return self.encode_points(features, point_voxel, num_points, coors, max_points)
+            return self.encode_points(features, point_voxel, point_slot, num_points, coors,
+                                      max_points)
         n, m, c = features.shape
         real = torch.arange(m, device=features.device) < num_points.view(-1, 1)
         # Row-major positions of the real points in (N * M): pillar = position // M.
         flat = real.reshape(n * m).nonzero().reshape(-1)
         voxel = torch.div(flat, m, rounding_mode='floor')
+        plan = halving_plan(voxel, flat - voxel * m, int(m))  # M is fixed in a graph
         points = features.reshape(n * m, c).index_select(0, flat)
         mean = None
         if self.with_cluster_center:
             # As HardVFE: the sum over all slots (padding is zero) over the point count.
             # Summing whole rows then keeping x, y, z reads the slots once, without a copy.
             mean = features.sum(dim=1)[:, :3] / num_points.type_as(features).view(-1, 1)
-        return self._encode(points, voxel, mean, num_points < m, coors)
+        return self._encode(points, voxel, plan, mean, num_points < m, coors)
 
-    def encode_points(self, points: Tensor, voxel: Tensor, num_points: Tensor, coors: Tensor,
-                      max_points: int) -> Tensor:
+    def encode_points(self, points: Tensor, voxel: Tensor, slot: Tensor, num_points: Tensor,
+                      coors: Tensor, max_points: int) -> Tensor:
         """Encodes pillars given as their points, as :meth:`forward` encodes them padded.
 
         What :class:`~mmregnet.deploy.voxelize.HardVoxelizer` assigns: no
         ``(N, max_points, C)`` tensor is made.
 
         Args:
-            points: ``(K, C)`` the pillars' points, in any order.
-            voxel: ``(K,)`` int64 the pillar of each point.
+            points: ``(K, C)`` the pillars' points, grouped by pillar in order.
+            voxel: ``(K,)`` int64 the pillar of each point, nondecreasing.
+            slot: ``(K,)`` int64 its place in the pillar, ``0 .. num_points - 1``.
             num_points: ``(N,)`` points in each pillar, at least one.
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
             max_points: The voxelizer's points per pillar (``M``: a pillar
@@ -199,15 +183,15 @@ class DeployHardVFE(nn.Module):
         Returns:
             ``(N, feat_channels[-1])`` pillar features.
         """
+        plan = halving_plan(voxel, slot, max_points)
         mean = None
         if self.with_cluster_center:
-            total = _RowReduce.apply(points.new_zeros(num_points.shape[0], 3), voxel,
-                                     points[:, :3], 'add')
+            total = reduce_groups(points[:, :3], plan, 'add')
             mean = total / num_points.type_as(points).view(-1, 1)
-        return self._encode(points, voxel, mean, num_points < max_points, coors)
+        return self._encode(points, voxel, plan, mean, num_points < max_points, coors)
 
-    def _encode(self, points: Tensor, voxel: Tensor, mean: Optional[Tensor],
-                has_padding: Tensor, coors: Tensor) -> Tensor:
+    def _encode(self, points: Tensor, voxel: Tensor, plan: List[Halving],
+                mean: Optional[Tensor], has_padding: Tensor, coors: Tensor) -> Tensor:
         """The VFE layers on the real points and one padding row per pillar, max-pooled."""
         n = has_padding.shape[0]
         has_padding = has_padding.view(-1, 1)
@@ -222,8 +206,7 @@ class DeployHardVFE(nn.Module):
                 rows = rows + per_pillar.index_select(0, voxel)
                 padding = padding + per_pillar
             rows, padding = torch.relu(rows), torch.relu(padding)
-            # ReLU outputs are >= 0, so 0 is a neutral start for the max.
-            pooled = _RowReduce.apply(rows.new_zeros(n, rows.shape[1]), voxel, rows, 'max')
+            pooled = reduce_groups(rows, plan, 'max')
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
         return pooled
 

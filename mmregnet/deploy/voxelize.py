@@ -8,12 +8,14 @@
 first point, a voxel keeps its first ``max_points`` points and only the first
 ``max_voxels`` voxels are kept.
 
-No operator sorts all the points: the first point of each cell is a
-``ScatterElements`` with a ``min`` reduction of point indices over a dense
-grid of cells (one int64 per cell), voxel numbers are a ``CumSum`` of
-first-point flags, point counts a ``ScatterElements`` ``add``; only the points
-of over-full voxels are ranked with a ``TopK``. ``Unique`` (about ten times
-slower in ONNX Runtime) is not used.
+The first point of each cell is a ``ScatterElements`` with a ``min``
+reduction of point indices over a dense grid of cells (one int64 per cell),
+voxel numbers are a ``CumSum`` of first-point flags, point counts a
+``ScatterElements`` ``add``; one ``TopK`` then orders the points by voxel,
+which ranks them in their voxels and groups them for the pillar encoder.
+``Unique`` (about ten times slower in ONNX Runtime) is not used, nor
+``ScatterND`` with a reduction (ONNX Runtime 1.31 runs it on several threads
+without guarding repeated indices: it loses updates).
 
 A :class:`HardVoxelizer` gives the kept points and their voxels, what the
 pillar encoder reads (:class:`~mmregnet.deploy.pillar_encoder.DeployHardVFE`);
@@ -109,8 +111,11 @@ class Assignment(NamedTuple):
     """Kept points of one cloud and their voxels.
 
     Attributes:
-        point: ``(K,)`` int64 row in the cloud of each kept point, increasing.
-        voxel: ``(K,)`` int64 its voxel, in ``[0, V)``.
+        point: ``(K,)`` int64 row in the cloud of each kept point, by voxel,
+            then as in the cloud: voxel ``v``'s ``num_points[v]`` points
+            follow voxel ``v - 1``'s.
+        voxel: ``(K,)`` int64 its voxel, in ``[0, V)``, nondecreasing.
+        slot: ``(K,)`` int64 its place in its voxel, ``0 .. num_points - 1``.
         num_points: ``(V,)`` int32 points kept in each voxel.
         coors: ``(V, 3)`` int32 voxel coordinates ``(z, y, x)``.
         cell: ``(V,)`` int64 the voxel's cell ``(z * ny + y) * nx + x``.
@@ -118,6 +123,7 @@ class Assignment(NamedTuple):
 
     point: Tensor
     voxel: Tensor
+    slot: Tensor
     num_points: Tensor
     coors: Tensor
     cell: Tensor
@@ -137,11 +143,6 @@ class _Scatter1d(torch.autograd.Function):
     @staticmethod
     def symbolic(g, base, index, src, reduction):
         return g.op('ScatterElements', base, index, src, axis_i=0, reduction_s=reduction)
-
-
-def _ascending(key: Tensor) -> Tensor:
-    """Positions that sort ``key`` (distinct int64 values) ascending: one ``TopK``."""
-    return torch.topk(key, key.shape[0], largest=False).indices
 
 
 class HardVoxelizer(nn.Module):
@@ -174,7 +175,7 @@ class HardVoxelizer(nn.Module):
         return self.nx, self.ny, self.nz
 
     def forward(self, points: Tensor) -> Assignment:
-        """The kept points and their voxels, numbered as mmcv numbers them.
+        """The kept points by voxel, voxels numbered as mmcv numbers them.
 
         Args:
             points: ``(N, C)`` float32, x, y, z first.
@@ -196,36 +197,26 @@ class HardVoxelizer(nn.Module):
         is_first = (first == pos) & inside
         voxel = (torch.cumsum(is_first.long(), 0) - 1).index_select(0, first)
         count = _Scatter1d.apply(filled(pos, self.num_cells + 1, 0), cell, torch.ones_like(pos),
-                                 'add').index_select(0, cell)
-        keep = inside & (voxel < max_voxels) & ~self._beyond_max_points(pos, cell,
-                                                                        inside & (count > m))
-        kept = keep.nonzero()[:, 0]
-        firsts = is_first.nonzero()[:, 0][:max_voxels]
+                                 'add')
+        firsts = is_first.nonzero()[:, 0][:max_voxels]  # voxel v's first point: firsts[v]
         cells = cell.index_select(0, firsts)
+        count = count.index_select(0, cells)
+        # The points of kept voxels by voxel, then by index (distinct keys: TopK's order is
+        # exact); a point's rank in its voxel is its position less its voxel's start.
+        candidate = (inside & (voxel < max_voxels)).nonzero()[:, 0]
+        k = candidate.shape[0]
+        voxel = voxel.index_select(0, candidate)
+        order = torch.topk(voxel * (k + 1) + torch.arange(k, device=points.device), k,
+                           largest=False).indices
+        voxel = voxel.index_select(0, order)
+        slot = torch.arange(k, device=points.device) - (
+            torch.cumsum(count, 0) - count).index_select(0, voxel)
+        kept = (slot < m).nonzero()[:, 0]
         xy = self.nx * self.ny
         coors = torch.stack([cells // xy, cells % xy // self.nx, cells % self.nx], dim=1)
-        return Assignment(point=kept, voxel=voxel.index_select(0, kept),
-                          num_points=count.index_select(0, firsts).clamp(max=m).int(),
-                          coors=coors.int(), cell=cells)
-
-    def _beyond_max_points(self, pos: Tensor, cell: Tensor, crowded: Tensor) -> Tensor:
-        """Which points come after their voxel's first ``max_points`` ones.
-
-        Only the ``crowded`` points (of voxels holding more than
-        ``max_points``) are ranked: sorted by ``(cell, index)``, a point's rank
-        in its voxel is its position less that of its voxel's first point.
-        """
-        m = self.layout.max_points
-        crowded = crowded.nonzero()[:, 0]
-        j = crowded.shape[0]
-        crowded = crowded.index_select(0, _ascending(cell.index_select(0, crowded) * (j + 1)
-                                                     + torch.arange(j, device=pos.device)))
-        cells = cell.index_select(0, crowded)
-        starts = cells != torch.cat([cells.new_full((1,), -1), cells])[:j]
-        group = torch.cumsum(starts.long(), 0) - 1
-        rank = torch.arange(j, device=pos.device) - starts.nonzero()[:, 0].index_select(0, group)
-        late = crowded.index_select(0, (rank >= m).nonzero()[:, 0])
-        return _Scatter1d.apply(torch.zeros_like(pos), late, torch.ones_like(late), 'add') > 0
+        return Assignment(point=candidate.index_select(0, order.index_select(0, kept)),
+                          voxel=voxel.index_select(0, kept), slot=slot.index_select(0, kept),
+                          num_points=count.clamp(max=m).int(), coors=coors.int(), cell=cells)
 
     def voxelize(self, points: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Voxelizes one cloud as ``mmcv.ops.Voxelization`` does in eval mode.
@@ -239,14 +230,7 @@ class HardVoxelizer(nn.Module):
             ``num_points`` ``(V,)`` int32.
         """
         a = self(points)
-        m, k = self.layout.max_points, a.point.shape[0]
-        # Kept points by voxel, then by index (distinct keys: TopK's order is exact).
-        order = _ascending(a.voxel * (k + 1) + torch.arange(k, device=points.device))
-        voxel = a.voxel.index_select(0, order)
-        num_points = a.num_points.long()
-        start = torch.cumsum(num_points, 0) - num_points
-        slot = torch.arange(k, device=points.device) - start.index_select(0, voxel)
-        v, c = a.num_points.shape[0], points.shape[1]
-        voxels = points.new_zeros((v * m, c)).index_put(
-            (voxel * m + slot,), points.index_select(0, a.point.index_select(0, order)))
+        m, v, c = self.layout.max_points, a.num_points.shape[0], points.shape[1]
+        voxels = points.new_zeros((v * m, c)).index_put((a.voxel * m + a.slot,),
+                                                        points.index_select(0, a.point))
         return voxels.view(v, m, c), a.coors, a.num_points
