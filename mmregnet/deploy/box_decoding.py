@@ -246,14 +246,19 @@ class BoxDecoder(nn.Module):
         boxes, scores, dirs = [], [], []
         for level in range(self.levels):
             cls = maps[level].reshape(-1, s.num_classes)
-            cls = cls.sigmoid() if s.sigmoid else cls.softmax(-1)
             delta = maps[self.levels + level].reshape(-1, s.box_dim)
             direction = maps[2 * self.levels + level].reshape(-1, 2)
             index = None
+            if not s.sigmoid:
+                cls = cls.softmax(-1)
             if 0 < s.nms_pre < self.anchors[level].count:
+                # The sigmoid rises with the logit: the best logits are the best scores,
+                # and only the kept anchors need scoring.
                 best = (cls if s.sigmoid else cls[:, :-1]).max(1)[0]
                 index = best.topk(s.nms_pre)[1]
                 cls, delta, direction = cls[index], delta[index], direction[index]
+            if s.sigmoid:
+                cls = cls.sigmoid()
             boxes.append(self.bbox_coder.decode(self.anchors[level](index), delta))
             scores.append(cls)
             dirs.append(direction.argmax(1))
