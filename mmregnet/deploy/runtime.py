@@ -141,11 +141,15 @@ def resolve_providers(requested: Optional[Sequence[Any]] = None) -> List[Any]:
 def session_options():
     """ONNX Runtime settings for the detector graph on a CPU.
 
-    Threads do not spin between runs: a frame is one run, and a caller's own
-    work between frames (reading the next cloud) gets the cores.
+    Threads do not spin after a run: a frame is one run, and a caller's own
+    work between frames (reading the next cloud) gets the cores. Work is split
+    into small blocks taken on demand, so a thread held up (by another process
+    on a shared machine) does not leave the others waiting on its fixed share.
+    Both were faster on the whole graph than ONNX Runtime's defaults.
     """
     options = _onnxruntime().SessionOptions()
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    options.add_session_config_entry('session.intra_op.dynamic_block_base', '4')
     return options
 
 
