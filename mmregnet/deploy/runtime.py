@@ -142,14 +142,14 @@ def session_options():
     """ONNX Runtime settings for the detector graph on a CPU.
 
     Threads do not spin after a run: a frame is one run, and a caller's own
-    work between frames (reading the next cloud) gets the cores. Work is split
-    into small blocks taken on demand, so a thread held up (by another process
-    on a shared machine) does not leave the others waiting on its fixed share.
-    Both were faster on the whole graph than ONNX Runtime's defaults.
+    work between frames (reading the next cloud) gets the cores (faster on the
+    whole graph than ONNX Runtime's default). Work stays split into fixed
+    shares: blocks taken on demand (``dynamic_block_base``) were faster on a
+    busy machine, but they sum floats in a different order from run to run,
+    and a box near a threshold then comes and goes between runs of one frame.
     """
     options = _onnxruntime().SessionOptions()
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
-    options.add_session_config_entry('session.intra_op.dynamic_block_base', '4')
     return options
 
 
