@@ -210,8 +210,10 @@ class BoxDecoder(nn.Module):
         >>> from mmengine.config import ConfigDict
         >>> import mmdet3d.models  # noqa: F401 (registers the heads)
         >>> head = MODELS.build(dict(type='Anchor3DHead', num_classes=1, in_channels=8,
-        ...     feat_channels=8, test_cfg=ConfigDict(use_rotate_nms=True, nms_pre=10,
-        ...     nms_thr=0.2, score_thr=0.1, max_num=5)))
+        ...     feat_channels=8, anchor_generator=dict(type='Anchor3DRangeGenerator',
+        ...     ranges=[[0, -40, -1.8, 70, 40, -1.8]], sizes=[[3.9, 1.6, 1.56]]),
+        ...     test_cfg=ConfigDict(use_rotate_nms=True, nms_pre=10, nms_thr=0.2,
+        ...     score_thr=0.1, max_num=5)))
         >>> maps = [m.permute(0, 2, 3, 1) for kind in head([torch.randn(1, 8, 4, 4)]) for m in kind]
         >>> boxes, scores, labels = BoxDecoder(head, [(4, 4)])(*maps)
         >>> boxes.shape[1], boxes.shape[0] <= 5, labels.dtype
