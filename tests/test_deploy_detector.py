@@ -90,7 +90,10 @@ def assert_same_detections(expected, outputs, what):
         f'{len(want_scores)}'
     assert boxes.dtype == np.float32 and labels.dtype == np.int64
     assert boxes.shape == want_boxes.shape, what
-    assert np.allclose(scores, want_scores, rtol=RTOL, atol=1e-7), f'{what}: scores'
+    off = np.flatnonzero(~np.isclose(scores, want_scores, rtol=RTOL, atol=1e-7))
+    assert not len(off), f'{what}: scores differ at {off[:5]}: {scores[off[0]:off[0] + 3]} ' \
+        f'(labels {labels[off[0]:off[0] + 3]}), expected {want_scores[off[0]:off[0] + 3]} ' \
+        f'(labels {want_labels[off[0]:off[0] + 3]}) of {len(scores)}'
     start = 0
     for end in range(1, len(scores) + 1):
         if end < len(scores) and abs(want_scores[end] - want_scores[end - 1]) <= \

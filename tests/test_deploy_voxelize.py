@@ -32,14 +32,25 @@ def _reference(cfg):
     return VoxelizationByGridShape(**cfg.model.data_preprocessor.voxel_layer).eval()
 
 
+class _Padded(torch.nn.Module):
+    """The voxelizer's mmcv-like output (:meth:`HardVoxelizer.voxelize`) as a module."""
+
+    def __init__(self, layout):
+        super().__init__()
+        from mmregnet.deploy.voxelize import HardVoxelizer
+        self.voxelizer = HardVoxelizer(layout)
+
+    def forward(self, points):
+        return self.voxelizer.voxelize(points)
+
+
 @functools.lru_cache(maxsize=2)
 def _exported(layout, folder):
     """The voxelizer of ``layout`` in PyTorch and as an ONNX Runtime session."""
     import onnxruntime as ort
 
     from mmregnet.deploy.onnx_export import export_graph
-    from mmregnet.deploy.voxelize import HardVoxelizer
-    module = HardVoxelizer(layout)
+    module = _Padded(layout)
     path = os.path.join(folder, f'voxelizer-{abs(hash(layout))}.onnx')
     example = torch.rand(50, 4) * 2
     export_graph(module, (example,), path, ['points'], ['voxels', 'coors', 'num_points'],

@@ -56,7 +56,7 @@ class _Voxelizer(nn.Module):
         self.voxelizer = graph.voxelizer
 
     def forward(self, points):
-        return tuple(self.voxelizer.assign(points))
+        return tuple(self.voxelizer(points))
 
 
 class _EncoderScatter(nn.Module):
@@ -66,7 +66,8 @@ class _EncoderScatter(nn.Module):
         self.max_points = graph.voxelizer.layout.max_points
 
     def forward(self, rows, voxel, num_points, coors):
-        feats = self.encoder.encode_points(rows, voxel, num_points, coors, self.max_points)
+        feats = self.encoder(rows, num_points, coors, point_voxel=voxel,
+                             max_points=self.max_points)
         return self.scatter(feats, coors, 1)
 
 

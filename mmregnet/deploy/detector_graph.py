@@ -235,10 +235,10 @@ class DetectorGraph(nn.Module):
             cannot take one). Without, the head's maps as :meth:`pillar_maps`
             gives them.
         """
-        a = self.voxelizer.assign(points)
+        a = self.voxelizer(points)
         coors = nn.functional.pad(a.coors, (1, 0))  # sample 0
-        feats = self.encoder.encode_points(points.index_select(0, a.point), a.voxel,
-                                           a.num_points, coors, self.voxelizer.layout.max_points)
+        feats = self.encoder(points.index_select(0, a.point), a.num_points, coors,
+                             point_voxel=a.voxel, max_points=self.voxelizer.layout.max_points)
         maps = self._maps(self.scatter(feats, coors, 1))
         if self.decoder is None:
             return maps

@@ -148,20 +148,26 @@ class DeployHardVFE(nn.Module):
             parts.append(torch.norm(xyz, 2, 1, keepdim=True))
         return torch.cat(parts, dim=1)
 
-    def forward(self, features: Tensor, num_points: Tensor, coors: Tensor,
-                *args, **kwargs) -> Tensor:
+    def forward(self, features: Tensor, num_points: Tensor, coors: Tensor, *args,
+                point_voxel: Optional[Tensor] = None, max_points: int = 0, **kwargs) -> Tensor:
         """Encodes pillars as ``HardVFE.forward`` does.
 
         Args:
-            features: ``(N, M, C)`` points per pillar, zero beyond ``num_points``.
+            features: ``(N, M, C)`` points per pillar, zero beyond ``num_points``;
+                with ``point_voxel``, ``(K, C)`` the pillars' points
+                (:meth:`encode_points`).
             num_points: ``(N,)`` points in each pillar, at least one.
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
             *args: Ignored (HardVFE's image features and metas, for fusion).
+            point_voxel: ``(K,)`` the pillar of each point of ``features``.
+            max_points: With ``point_voxel``, the voxelizer's points per pillar.
             **kwargs: Ignored, likewise.
 
         Returns:
             ``(N, feat_channels[-1])`` pillar features.
         """
+        if point_voxel is not None:
+            return self.encode_points(features, point_voxel, num_points, coors, max_points)
         n, m, c = features.shape
         real = torch.arange(m, device=features.device) < num_points.view(-1, 1)
         # Row-major positions of the real points in (N * M): pillar = position // M.

@@ -15,9 +15,9 @@ first-point flags, point counts a ``ScatterElements`` ``add``; only the points
 of over-full voxels are ranked with a ``TopK``. ``Unique`` (about ten times
 slower in ONNX Runtime) is not used.
 
-:meth:`HardVoxelizer.assign` gives the kept points and their voxels, what the
+A :class:`HardVoxelizer` gives the kept points and their voxels, what the
 pillar encoder reads (:class:`~mmregnet.deploy.pillar_encoder.DeployHardVFE`);
-:meth:`HardVoxelizer.forward` also lays them out as mmcv's zero-padded
+its :meth:`~HardVoxelizer.voxelize` also lays them out as mmcv's zero-padded
 ``(V, max_points, C)`` tensor.
 
 Example:
@@ -25,7 +25,7 @@ Example:
     >>> points = torch.tensor([[0.5, 0.5, 0.0, 1.0], [3.5, 0.5, 0.0, 2.0],
     ...                        [0.2, 0.9, 0.0, 3.0], [0.1, 0.1, 0.0, 4.0],
     ...                        [9.0, 0.5, 0.0, 5.0]])
-    >>> voxels, coors, num_points = HardVoxelizer(layout)(points)
+    >>> voxels, coors, num_points = HardVoxelizer(layout).voxelize(points)
     >>> num_points.tolist(), coors.tolist(), voxels[0, :, 3].tolist()
     ([2, 1], [[0, 0, 0], [0, 0, 3]], [1.0, 3.0])
 """
@@ -173,7 +173,7 @@ class HardVoxelizer(nn.Module):
         """Cells along x, y, z."""
         return self.nx, self.ny, self.nz
 
-    def assign(self, points: Tensor) -> Assignment:
+    def forward(self, points: Tensor) -> Assignment:
         """The kept points and their voxels, numbered as mmcv numbers them.
 
         Args:
@@ -227,7 +227,7 @@ class HardVoxelizer(nn.Module):
         late = crowded.index_select(0, (rank >= m).nonzero()[:, 0])
         return _Scatter1d.apply(torch.zeros_like(pos), late, torch.ones_like(late), 'add') > 0
 
-    def forward(self, points: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def voxelize(self, points: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """Voxelizes one cloud as ``mmcv.ops.Voxelization`` does in eval mode.
 
         Args:
@@ -238,7 +238,7 @@ class HardVoxelizer(nn.Module):
             voxel's points), ``coors`` ``(V, 3)`` int32 ``(z, y, x)`` and
             ``num_points`` ``(V,)`` int32.
         """
-        a = self.assign(points)
+        a = self(points)
         m, k = self.layout.max_points, a.point.shape[0]
         # Kept points by voxel, then by index (distinct keys: TopK's order is exact).
         order = _ascending(a.voxel * (k + 1) + torch.arange(k, device=points.device))
