@@ -49,10 +49,12 @@ def _unique_heads():
     return sorted(seen.values())
 
 
-def _crowd(flat_cls, gen, hot, groups=6):
+def _crowd(flat_cls, gen, hot, softmax, groups=6):
     """Lights ``hot`` anchors in a few runs of neighbours, plus a scatter: crowds for NMS."""
     n, c = flat_cls.shape
     flat_cls.fill_(-9.0)  # sigmoid 1e-4: below every score_thr
+    if softmax:  # the last column is the background's
+        flat_cls[:, -1] = 9.0
     starts = torch.randint(0, n - hot // groups, (groups,), generator=gen)
     index = torch.cat([s + torch.arange(hot // groups) for s in starts]
                       + [torch.randint(0, n, (hot // 4,), generator=gen)])
@@ -70,10 +72,10 @@ def _maps(head, seed, hot=120, size=32):
     for c in cls:
         if c.dim() == 4:  # (1, A * C, H, W): light anchors in (h, w, a) order
             flat = c.permute(0, 2, 3, 1).reshape(-1, head.num_classes)
-            _crowd(flat, gen, hot)
+            _crowd(flat, gen, hot, not head.use_sigmoid_cls)
             c.copy_(flat.view(c.shape[0], c.shape[2], c.shape[3], -1).permute(0, 3, 1, 2))
         else:  # SSN's (1, N, C)
-            _crowd(c.view(-1, c.shape[-1]), gen, hot)
+            _crowd(c.view(-1, c.shape[-1]), gen, hot, not head.use_sigmoid_cls)
     box = [torch.randn(b.shape, generator=gen) * 0.15 for b in box]
     dirs = [torch.randn(d.shape, generator=gen) for d in dirs]
     return cls, box, dirs

@@ -210,8 +210,10 @@ class BoxDecoder(nn.Module):
         >>> from mmengine.config import ConfigDict
         >>> import mmdet3d.models  # noqa: F401 (registers the heads)
         >>> head = MODELS.build(dict(type='Anchor3DHead', num_classes=1, in_channels=8,
-        ...     feat_channels=8, test_cfg=ConfigDict(use_rotate_nms=True, nms_pre=10,
-        ...     nms_thr=0.2, score_thr=0.1, max_num=5)))
+        ...     feat_channels=8, anchor_generator=dict(type='Anchor3DRangeGenerator',
+        ...     ranges=[[0, -40, -1.8, 70, 40, -1.8]], sizes=[[3.9, 1.6, 1.56]]),
+        ...     test_cfg=ConfigDict(use_rotate_nms=True, nms_pre=10, nms_thr=0.2,
+        ...     score_thr=0.1, max_num=5)))
         >>> maps = [m.permute(0, 2, 3, 1) for kind in head([torch.randn(1, 8, 4, 4)]) for m in kind]
         >>> boxes, scores, labels = BoxDecoder(head, [(4, 4)])(*maps)
         >>> boxes.shape[1], boxes.shape[0] <= 5, labels.dtype
@@ -246,14 +248,19 @@ class BoxDecoder(nn.Module):
         boxes, scores, dirs = [], [], []
         for level in range(self.levels):
             cls = maps[level].reshape(-1, s.num_classes)
-            cls = cls.sigmoid() if s.sigmoid else cls.softmax(-1)
             delta = maps[self.levels + level].reshape(-1, s.box_dim)
             direction = maps[2 * self.levels + level].reshape(-1, 2)
             index = None
+            if not s.sigmoid:
+                cls = cls.softmax(-1)
             if 0 < s.nms_pre < self.anchors[level].count:
+                # The sigmoid rises with the logit: the best logits are the best scores,
+                # and only the kept anchors need scoring.
                 best = (cls if s.sigmoid else cls[:, :-1]).max(1)[0]
                 index = best.topk(s.nms_pre)[1]
                 cls, delta, direction = cls[index], delta[index], direction[index]
+            if s.sigmoid:
+                cls = cls.sigmoid()
             boxes.append(self.bbox_coder.decode(self.anchors[level](index), delta))
             scores.append(cls)
             dirs.append(direction.argmax(1))

@@ -17,7 +17,10 @@ with it reaches ``nms_thr`` (``>=`` for rotated boxes, ``nms_rotated``;
 
 Ties: mmdet3d orders equal scores by torch's CPU sort, which does not keep
 equal keys in any fixed order; here the box found first (lower index) comes
-first, ONNX ``TopK``'s rule.
+first, ONNX ``TopK``'s rule. The IoU equals mmcv's to rounding, except where
+mmcv's loses the overlap: a box and its exact twin given with width and height
+swapped and the yaw turned by pi/2 (IoU 1; mmcv's nearly parallel edge
+crossings give anything from 0 to 1).
 """
 import warnings
 from typing import Tuple

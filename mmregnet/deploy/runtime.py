@@ -141,8 +141,12 @@ def resolve_providers(requested: Optional[Sequence[Any]] = None) -> List[Any]:
 def session_options():
     """ONNX Runtime settings for the detector graph on a CPU.
 
-    Threads do not spin between runs: a frame is one run, and a caller's own
-    work between frames (reading the next cloud) gets the cores.
+    Threads do not spin after a run: a frame is one run, and a caller's own
+    work between frames (reading the next cloud) gets the cores (faster on the
+    whole graph than ONNX Runtime's default). Work stays split into fixed
+    shares: blocks taken on demand (``dynamic_block_base``) were faster on a
+    busy machine, but they sum floats in a different order from run to run,
+    and a box near a threshold then comes and goes between runs of one frame.
     """
     options = _onnxruntime().SessionOptions()
     options.add_session_config_entry('session.intra_op.allow_spinning', '0')
