@@ -154,3 +154,7 @@ def test_layout_reads_grid_shape_and_refuses_dynamic_voxelization():
     assert shaped.voxel_size == (1.0, 1.0, 4.0) and shaped.grid_size == (4, 4, 1)
     with pytest.raises(DeployError, match='hard voxels .* got -1'):
         VoxelLayout.from_config(dict(layer, voxel_size=[0.5, 0.5, 4], max_num_points=-1))
+    from mmregnet.deploy.voxelize import HardVoxelizer
+    fine = VoxelLayout((0.01, 0.01, 8.0), (-50.0, -50.0, -5.0, 50.0, 50.0, 3.0), 5, 10)
+    with pytest.raises(DeployError, match=r'\(10000, 10000, 1\) cells; .* fewer than 16777216'):
+        HardVoxelizer(fine)
