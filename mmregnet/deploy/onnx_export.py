@@ -48,14 +48,13 @@ def filled(like: Tensor, size: Union[int, Tensor], value: int) -> Tensor:
 
     A full tensor of a fixed size traces to a constant that the exporter
     stores in the graph file (a grid of cells: megabytes); tied to ``like``'s
-    length, it is an ``Expand`` at run time. It is a broadcast view: the
-    out-of-place operators that read it make their own copy.
+    length, it is a ``ConstantOfShape`` at run time.
 
     Example:
         >>> filled(torch.arange(3), 4, 7).tolist()
         [7, 7, 7, 7]
     """
-    return torch.zeros_like(like[:0]).new_full((1,), value).expand(size + like.shape[0] * 0)
+    return like.new_full((size + like.shape[0] * 0,), value)
 
 
 def foreign_operators(path: str) -> List[str]:
