@@ -29,7 +29,7 @@ from .detector import (anchor_scores, calibrate_boxes, detector_inputs, detector
                        lidar_frame, load_points)
 from .runs import race
 from .split_path import SplitDetector
-from .stages import STAGES, onnx_stages, reference_stages
+from .stages import NMS, STAGES, onnx_stages, reference_nms, reference_stages
 from .timing import num_threads, summarize, time_interleaved
 
 COMPILED_PARTS = ('pts_voxel_encoder', 'pts_middle_encoder', 'pts_backbone', 'pts_neck',
@@ -133,7 +133,7 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             export_model(ours, cfg, folder, config_path=config, checkpoint=checkpoint)
             det = OnnxDetector(folder, providers=['CPUExecutionProvider'])
             cloud = points.numpy()
-            ours_stages = onnx_stages(detector_graph(deployed, cfg), points, tmp)
+            ours_stages, candidates = onnx_stages(detector_graph(deployed, cfg), points, tmp)
             voxels = deployed.data_preprocessor(data, False)['inputs']['voxels']
             split = SplitDetector(deployed, (voxels['voxels'], voxels['num_points'].int(),
                                              voxels['coors'].int()), tmp)
@@ -155,6 +155,7 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
         result = dict(config=config, checkpoint=checkpoint, threads=torch.get_num_threads(),
                       num_points=int(points.shape[0]), boxes_to_nms=boxes_to_nms(ref, data))
         ref_stages = reference_stages(ref, data)
+        ref_stages[NMS] = reference_nms(ref.pts_bbox_head, candidates)
         pseudo_image = ref_stages['encoder+scatter']()
         result['pillars'] = int(ref.data_preprocessor(data, False)['inputs']['voxels']
                                 ['coors'].shape[0])
@@ -172,11 +173,13 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             result['detector'][name]['rel_error'] = err
         stage_fns = {f'{who}/{stage}': chain[stage] for who, chain in
                      (('reference', ref_stages), ('onnxruntime', ours_stages))
-                     for stage in STAGES}
+                     for stage in STAGES + (NMS,)}
         times = time_interleaved(stage_fns, reps, warmup)
-        result['stages'] = {stage: {who: summarize(times[f'{who}/{stage}'])['median_ms']
-                                    for who in ('reference', 'onnxruntime')}
-                            for stage in STAGES}
+        medians = {stage: {who: summarize(times[f'{who}/{stage}'])['median_ms']
+                           for who in ('reference', 'onnxruntime')}
+                   for stage in STAGES + (NMS,)}
+        result['nms'] = medians.pop(NMS)
+        result['stages'] = medians
         backbone = dict(cfg.model.pts_backbone)
         case = BackboneCase(backbone['arch'], tuple(pseudo_image.shape), with_stem=False)
         result['backbone'] = dict(arch=backbone['arch'], input_shape=list(pseudo_image.shape),

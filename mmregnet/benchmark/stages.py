@@ -3,10 +3,12 @@
 Each stage is timed alone on the inputs the previous one produced, for the
 eager reference (mmdet3d's modules: mmcv's voxelization, the head's
 ``predict_by_feat``) and for the one ONNX graph, whose stages run as graphs of
-their own exported from the same modules as the whole graph.
+their own exported from the same modules as the whole graph. NMS, part of
+decode+NMS, is also timed alone: mmdet3d's ``box3d_multiclass_nms`` and the
+graph's on the same candidate boxes.
 """
 import os
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -15,6 +17,9 @@ from ..deploy.detector_graph import DetectorGraph
 from ..deploy.onnx_export import export_graph
 
 STAGES = ('voxelize', 'encoder+scatter', 'backbone', 'neck', 'head', 'decode+NMS')
+#: Timed alone besides, within decode+NMS.
+NMS = 'NMS'
+
 Stage = Callable[[], object]
 
 
@@ -98,6 +103,15 @@ class _Decoder(nn.Module):
         return self.decoder(*maps)
 
 
+class _Select(nn.Module):
+    def __init__(self, graph: DetectorGraph) -> None:
+        super().__init__()
+        self.decoder = graph.decoder
+
+    def forward(self, *candidates):
+        return self.decoder.select(*candidates)
+
+
 def _session(module: nn.Module, args: Tuple, folder: str, name: str,
              dynamic: Dict[str, Dict[int, str]]) -> Tuple[Stage, Tuple]:
     """A closure running ``module`` exported into ``folder`` on ``args``, and its outputs."""
@@ -116,7 +130,8 @@ def _session(module: nn.Module, args: Tuple, folder: str, name: str,
     return (lambda: session.run(None, feed)), tuple(outs)
 
 
-def onnx_stages(graph: DetectorGraph, points: torch.Tensor, folder: str) -> Dict[str, Stage]:
+def onnx_stages(graph: DetectorGraph, points: torch.Tensor,
+                folder: str) -> Tuple[Dict[str, Stage], Tuple[torch.Tensor, ...]]:
     """Closures running each stage of the one graph on ONNX Runtime, as graphs of their own.
 
     Args:
@@ -125,7 +140,8 @@ def onnx_stages(graph: DetectorGraph, points: torch.Tensor, folder: str) -> Dict
         folder: Where the stage graphs are written.
 
     Returns:
-        Stage name to a no-argument callable.
+        Stage name to a no-argument callable (with :data:`NMS`), and the
+        candidates of NMS (:meth:`~mmregnet.deploy.box_decoding.BoxDecoder.candidates`).
     """
     rows = {0: 'rows'}
     voxelize, (point, voxel, slot, num_points, coors, _) = _session(
@@ -139,5 +155,24 @@ def onnx_stages(graph: DetectorGraph, points: torch.Tensor, folder: str) -> Dict
     neck, necked = _session(_Neck(graph.neck), tuple(feats), folder, 'neck', {})
     head, maps = _session(_Head(graph), tuple(necked), folder, 'head', {})
     decode, _ = _session(_Decoder(graph), tuple(maps), folder, 'decode+NMS', {})
+    with torch.no_grad():
+        candidates = graph.decoder.candidates(*maps)
+    nms, _ = _session(_Select(graph), candidates, folder, NMS,
+                      {f'in{i}': rows for i in range(len(candidates))})
     return {'voxelize': voxelize, 'encoder+scatter': encode, 'backbone': backbone,
-            'neck': neck, 'head': head, 'decode+NMS': decode}
+            'neck': neck, 'head': head, 'decode+NMS': decode, NMS: nms}, candidates
+
+
+def reference_nms(head: nn.Module, candidates: Sequence[torch.Tensor]) -> Stage:
+    """mmdet3d's NMS (``box3d_multiclass_nms``, as the head's ``predict_by_feat`` calls it).
+
+    Args:
+        head: The reference detector's head (its ``test_cfg``).
+        candidates: ``(boxes, bev, scores, dirs)`` from :func:`onnx_stages`.
+    """
+    from mmdet3d.models.layers import box3d_multiclass_nms
+    boxes, bev, scores, dirs = candidates
+    scores = torch.cat([scores, scores.new_zeros(len(scores), 1)], 1)  # the background column
+    cfg = head.test_cfg
+    return lambda: box3d_multiclass_nms(boxes, bev, scores, cfg.get('score_thr', 0),
+                                        cfg.max_num, cfg, dirs)

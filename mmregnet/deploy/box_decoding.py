@@ -229,7 +229,7 @@ class BoxDecoder(nn.Module):
         self.levels = len(self.anchors)
 
     def forward(self, *maps: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """Decodes the maps of one sample.
+        """Decodes the maps of one sample: :meth:`select` of the :meth:`candidates`.
 
         Args:
             maps: The head's maps as :class:`~mmregnet.deploy.DetectorGraph`
@@ -240,6 +240,19 @@ class BoxDecoder(nn.Module):
         Returns:
             ``bboxes_3d`` ``(M, box_dim)`` (mmdet3d's LiDAR boxes),
             ``scores_3d`` ``(M,)``, ``labels_3d`` ``(M,)`` int64.
+        """
+        return self.select(*self.candidates(*maps))
+
+    def candidates(self, *maps: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The boxes that reach NMS: each level's ``nms_pre`` best anchors, decoded.
+
+        Args:
+            maps: As :meth:`forward` takes them.
+
+        Returns:
+            ``boxes`` ``(K, box_dim)``, their bird's-eye boxes ``(K, 5)``
+            ``(x1, y1, x2, y2, yaw)``, class scores ``(K, classes)`` (no
+            background) and direction bins ``(K,)``.
         """
         s = self.settings
         if len(maps) != 3 * self.levels:
@@ -268,9 +281,18 @@ class BoxDecoder(nn.Module):
         x, y, w, h, yaw = boxes[:, [0, 1, 3, 4, 6]].unbind(1)  # xywhr2xyxyr of the BEV
         half_w, half_h = w / 2, h / 2
         bev = torch.stack([x - half_w, y - half_h, x + half_w, y + half_h, yaw], 1)
-        foreground = scores if s.sigmoid else scores[:, :-1]
-        index, score, label = multiclass_nms(bev, foreground, s.score_thr, s.nms_thr,
-                                             s.max_num, s.rotated)
+        return boxes, bev, scores if s.sigmoid else scores[:, :-1], dirs
+
+    def select(self, boxes: Tensor, bev: Tensor, scores: Tensor,
+               dirs: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """NMS of the :meth:`candidates` per class, ``max_num``, and the yaw's direction.
+
+        Returns:
+            As :meth:`forward`.
+        """
+        s = self.settings
+        index, score, label = multiclass_nms(bev, scores, s.score_thr, s.nms_thr, s.max_num,
+                                             s.rotated)
         boxes = boxes[index]
         rot = limit_period(boxes[:, 6] - s.dir_offset, s.dir_limit_offset, math.pi)
         rot = rot + s.dir_offset + math.pi * dirs[index].to(boxes.dtype)
