@@ -2,12 +2,15 @@
 
 Subcommands: ``list`` (the presets), ``show`` (one arch as a detector backbone,
 with config snippets), ``fit`` (search the design space for a complexity),
-``sample`` (a population, as the paper draws them) and ``plot`` (the width rule
-of an arch, or EDFs of populations). ``mmregnet CMD --help`` explains each.
+``sample`` (a population, as the paper draws them), ``plot`` (the width rule
+of an arch, or EDFs of populations) and ``detect`` (an exported detector on a
+point cloud file). ``mmregnet CMD --help`` explains each.
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import os
 import sys
 import time
@@ -22,8 +25,8 @@ from .design_space.measure import Measure
 from .design_space.population import MAX_NETS, read_column, sample_population, \
     write_population
 from .design_space.space import PAPER_FLOPS_RANGE, SPACES
-from .errors import run_guarded
-from .fileio import atomic_output
+from .errors import InputError, run_guarded
+from .fileio import atomic_output, check_destination
 from .warning_filters import hide_third_party_warnings
 
 LIST_COLUMNS = {'name': 'name', 'params': 'params', 'flops': 'flops', 'acts': 'acts',
@@ -157,6 +160,41 @@ def _cmd_plot(args: argparse.Namespace) -> str:
     return f'wrote {args.out}\n'
 
 
+def _cmd_detect(args: argparse.Namespace) -> str:
+    for path in (args.out, args.png):
+        if path:
+            check_destination(path, args.force)  # before the detector is opened
+    if args.png and importlib.util.find_spec('matplotlib') is None:
+        raise InputError(f'--png {args.png} needs matplotlib: pip install matplotlib')
+    try:  # onnxruntime is the optional [runtime] extra: imported for this command only
+        from .deploy.report import (detections_json, detections_table, read_cloud,
+                                    save_bev_png)
+        from .deploy.runtime import OnnxDetector
+        det = OnnxDetector(args.folder)
+    except ImportError as e:
+        raise InputError(str(e)) from None
+    dims = args.dims or det.point_dims
+    points = read_cloud(args.cloud, dims, args.use_dims or min(dims, det.point_dims))
+    found = det.detect(points)
+    name = det.manifest.get('config_name', os.path.basename(os.path.normpath(args.folder)))
+    text = (f'{name} ({det.precision}) on {args.cloud}: {len(points)} points, '
+            f'{len(found)} boxes\n' + detections_table(found))
+    if args.out:
+        record = detections_json(found, detector=os.path.abspath(args.folder), config=name,
+                                 precision=det.precision, cloud=os.path.abspath(args.cloud),
+                                 points=len(points))
+        with atomic_output(args.out, args.force) as tmp:
+            with open(tmp, 'w') as f:
+                json.dump(record, f, indent=1)
+                f.write('\n')
+        text += f'wrote {args.out}\n'
+    if args.png:
+        with atomic_output(args.png, args.force) as tmp:
+            save_bev_png(tmp, points, found, f'{name}: {len(found)} boxes')
+        text += f'wrote {args.png}\n'
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``mmregnet`` argument parser, one subparser per command."""
     parser = argparse.ArgumentParser(prog='mmregnet', description=__doc__.split('\n\n')[0])
@@ -220,6 +258,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True, help='the .png (or .pdf, .svg) to write')
     p.add_argument('--force', action='store_true', help='overwrite an existing --out')
     p.set_defaults(run=_cmd_plot)
+
+    p = sub.add_parser('detect', help='an exported detector on a point cloud file',
+                       description='Runs a folder of tools/deployment/export_detector.py on a '
+                       '.bin point cloud (float32 values, --dims per point) with ONNX Runtime '
+                       'and prints the boxes. Needs numpy and onnxruntime only (pip install '
+                       '"mmregnet[runtime]"); points holding NaN or inf are refused.')
+    p.add_argument('folder', metavar='DIR', help='the exported detector')
+    p.add_argument('cloud', metavar='CLOUD', help='a .bin point cloud file')
+    p.add_argument('--dims', type=int, help='float32 values stored per point (nuScenes 5, '
+                   "KITTI 4; default: the detector's width)")
+    p.add_argument('--use-dims', type=int, help="values per point the detector reads (the "
+                   "first ones; default: the detector's width)")
+    p.add_argument('--out', help='write the detections here as JSON')
+    p.add_argument('--png', help='draw the points and boxes from above into this PNG '
+                   '(needs matplotlib)')
+    p.add_argument('--force', action='store_true', help='overwrite an existing --out/--png')
+    p.set_defaults(run=_cmd_detect)
     return parser
 
 

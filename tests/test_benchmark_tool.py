@@ -122,17 +122,19 @@ def test_detector_race_covers_points_to_boxes_stages_and_backbone(tool, tmp_path
                '--warmup', '0', '--no-compile', '--json', str(out), '--markdown', str(md)])
     result = json.loads(out.read_text())
     contenders = ['reference', 'deploy', 'onnxruntime']
-    _check_race(result['detector'], contenders + ['onnxruntime-int8'])
+    _check_race(result['detector'], contenders + ['onnxruntime-split', 'onnxruntime-int8'])
     _check_race(result['backbone_only'], contenders)
-    for name in contenders:  # the same boxes, scores and labels as mmdet3d's eager detector
+    for name in contenders + ['onnxruntime-split']:  # mmdet3d eager's boxes, scores and labels
         assert result['detector'][name]['rel_error'] < 1e-4, name
     assert result['num_points'] == 3000 and result['backbone']['arch'] == 'regnetx_400mf'
     assert 0 < result['boxes_to_nms'] <= 100  # the demo's nms_pre caps it
     assert list(result['stages']) == ['voxelize', 'encoder+scatter', 'backbone', 'neck', 'head',
                                       'decode+NMS']
     assert all(ms['reference'] > 0 and ms['onnxruntime'] > 0 for ms in result['stages'].values())
+    assert result['nms']['reference'] > 0 and result['nms']['onnxruntime'] > 0
     printed = capsys.readouterr().out
     assert 'stages, median ms' in printed and '| onnxruntime |' in printed
+    assert '| NMS alone (in decode+NMS) |' in printed
     assert '| onnxruntime-int8 |' in printed  # int8 boxes differ: an error, or 'other boxes'
     assert md.read_text() in printed
     # The README row of benchmarks/run_benchmarks.py is built from this result.

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
@@ -123,36 +122,15 @@ def test_graph_of_another_config_is_refused(exported, tmp_path):
         OnnxDetector(str(tmp_path / 'missing'))
     with pytest.raises(DeployError, match='cannot read detector.json'):
         OnnxDetector(str(tmp_path))
-    # A folder of the earlier format (NCHW maps) is refused with what to do.
+    # A folder of the earlier format (the network alone, decoded in PyTorch) is refused
+    # with what to do.
     old = tmp_path / 'old'
     shutil.copytree(work / 'nus', old)
     manifest = json.loads((old / 'detector.json').read_text())
-    (old / 'detector.json').write_text(json.dumps(dict(manifest, version=1)))
-    with pytest.raises(DeployError, match=r"expected format 'mmregnet-onnx-detector' version 2, "
-                       r"got 'mmregnet-onnx-detector' version 1; export the detector again"):
+    (old / 'detector.json').write_text(json.dumps(dict(manifest, version=2)))
+    with pytest.raises(DeployError, match=r"expected format 'mmregnet-onnx-detector' version 3, "
+                       r"got 'mmregnet-onnx-detector' version 2; export the detector again"):
         OnnxDetector(str(old))
-
-
-def test_bad_point_clouds_and_providers_are_named(exported):
-    from mmregnet.deploy import DeployError, OnnxDetector
-    work, _ = exported
-    with pytest.raises(DeployError, match="provider 'CUDAExecutionProvider' is not available.*"
-                       'onnxruntime-gpu'):
-        OnnxDetector(str(work / 'nus'), providers=['CUDAExecutionProvider'])
-    det = OnnxDetector(str(work / 'nus'))
-    cases = [
-        (torch.zeros(0, 4), r'point cloud 0 is empty: expected at least one point'),
-        (torch.zeros(10, 5), r'expected shape \(N, 4\).*got \(10, 5\)'),
-        (torch.zeros(10), r'expected shape \(N, 4\).*got \(10,\)'),
-        (torch.zeros(10, 4, dtype=torch.int32), 'expected float32 values, got torch.int32'),
-        ([[1.0, 2.0, 3.0, 4.0]], r'expected an \(N, 4\) float32 tensor or array, got list'),
-        (np.full((3, 4), np.nan, np.float32), '3 points hold NaN or inf'),
-    ]
-    for points, message in cases:
-        with pytest.raises(DeployError, match=message):
-            det(points if not isinstance(points, list) else [points])
-    with pytest.raises(DeployError, match='expected at least one point cloud'):
-        det([])
 
 
 def test_interrupted_export_leaves_nothing(exported, tmp_path):

@@ -83,6 +83,13 @@ def test_onnxruntime_backend_gives_the_pytorch_metrics_and_boxes(setup):
     assert exported.returncode == 0, exported.stdout[-3000:]
     again, _, _ = _evaluate(setup, 'folder', str(work / 'onnx'), '--backend', 'onnxruntime')
     assert again[prefix + 'NDS'] == actual[prefix + 'NDS']
+    # Its test settings are frozen into the graph: a config asking for others is refused.
+    other = _tool('test.py', NUS, str(work / 'onnx'), '--backend', 'onnxruntime',
+                  '--work-dir', str(work / 'other'), '--cfg-options',
+                  'model.test_cfg.pts.max_num=50', *setup[2])
+    assert other.returncode == 1, other.stdout[-3000:]
+    last = other.stdout.strip().splitlines()[-1]
+    assert "'max_num': 50" in last and 'export the detector again with this config' in last
 
 
 def test_bad_backend_arguments_exit_one_or_two(setup):
@@ -92,6 +99,15 @@ def test_bad_backend_arguments_exit_one_or_two(setup):
     assert 'checkpoint file or export folder' in missing.stdout.strip().splitlines()[-1]
     usage = _tool('test.py', NUS, checkpoint, '--providers', 'CPUExecutionProvider')
     assert usage.returncode == 2 and '--providers applies to --backend onnxruntime' in usage.stdout
+    old = work / 'format2'  # a folder of the split deployment, before the one graph
+    old.mkdir()
+    (old / 'detector.onnx').write_bytes(b'')
+    (old / 'detector.json').write_text(json.dumps(dict(format='mmregnet-onnx-detector',
+                                                       version=2)))
+    refused = _tool('test.py', NUS, str(old), '--backend', 'onnxruntime', '--work-dir',
+                    str(work / 'format2-run'), '--cfg-options', *options)
+    assert refused.returncode == 1, refused.stdout[-3000:]
+    assert 'export the detector again' in refused.stdout.strip().splitlines()[-1]
     provider = _tool('test.py', NUS, checkpoint, '--backend', 'onnxruntime', '--providers',
                      'TensorrtExecutionProvider', '--work-dir', str(work / 'trt'),
                      '--cfg-options', *options)

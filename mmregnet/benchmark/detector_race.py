@@ -7,7 +7,10 @@ Contenders, all with one set of weights and all on the same frame:
 - ``reference+compile``: the same with its voxel encoder, scatter, backbone,
   neck and head under ``torch.compile`` (what a user would try first);
 - ``deploy``: :func:`~mmregnet.deploy.switch_detector_to_deploy` in PyTorch;
-- ``onnxruntime``: :class:`~mmregnet.deploy.OnnxDetector` on the exported graph.
+- ``onnxruntime``: :class:`~mmregnet.deploy.OnnxDetector` on the exported
+  graph, points to boxes (``onnxruntime-int8``: its int8 export);
+- ``onnxruntime-split``: the split deployment (:mod:`.split_path`): mmcv's
+  voxelization and mmdet3d's decoding in PyTorch around a graph of the network.
 """
 import copy
 import os
@@ -19,12 +22,14 @@ import torch
 
 from ..deploy.configs import load_detector_config
 from ..deploy.detector_graph import switch_detector_to_deploy
-from ..deploy.export import export_model
+from ..deploy.export import detector_graph, export_model
+from ..deploy.runtime import OnnxDetector
 from .backbone import BackboneCase, randomize_norms
 from .detector import (anchor_scores, calibrate_boxes, detector_inputs, detector_pair, head_maps,
                        lidar_frame, load_points)
 from .runs import race
-from .stages import STAGES, onnx_stages, reference_stages
+from .split_path import SplitDetector
+from .stages import NMS, STAGES, onnx_stages, reference_nms, reference_stages
 from .timing import num_threads, summarize, time_interleaved
 
 COMPILED_PARTS = ('pts_voxel_encoder', 'pts_middle_encoder', 'pts_backbone', 'pts_neck',
@@ -124,25 +129,33 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             ref.load_state_dict(ours.state_dict())
         deployed = switch_detector_to_deploy(copy.deepcopy(ours))
         with tempfile.TemporaryDirectory() as tmp:
-            from ..deploy.runtime import OnnxDetector
-            export_model(ours, cfg, os.path.join(tmp, 'onnx'), config_path=config,
-                         checkpoint=checkpoint)
-            det = OnnxDetector(os.path.join(tmp, 'onnx'), providers=['CPUExecutionProvider'])
-            ours_stages = onnx_stages(det, deployed, data, tmp)
-            fns = dict(reference=lambda: ref.test_step(data),
-                       deploy=lambda: deployed.test_step(data),
-                       onnxruntime=lambda: det.predict([points]))
+            folder = os.path.join(tmp, 'onnx')
+            export_model(ours, cfg, folder, config_path=config, checkpoint=checkpoint)
+            det = OnnxDetector(folder, providers=['CPUExecutionProvider'])
+            cloud = points.numpy()
+            ours_stages, candidates = onnx_stages(detector_graph(deployed, cfg), points, tmp)
+            voxels = deployed.data_preprocessor(data, False)['inputs']['voxels']
+            split = SplitDetector(deployed, (voxels['voxels'], voxels['num_points'].int(),
+                                             voxels['coors'].int()), tmp)
+            fns = {'reference': lambda: ref.test_step(data),
+                   'deploy': lambda: deployed.test_step(data),
+                   'onnxruntime': lambda: det.detect(cloud),
+                   'onnxruntime-split': lambda: split.predict(data)}
+            samples = {'onnxruntime': lambda: det.predict([points])}
             if int8:
                 # Calibrated on other scenes than the timed one, as a user's export would be.
                 clouds = [lidar_frame(cfg, num_points, seed + k) for k in range(1, 5)]
                 export_model(ours, cfg, os.path.join(tmp, 'int8'), config_path=config,
                              checkpoint=checkpoint, calibration=clouds,
                              calibration_source='generated frames')
-                det8 = OnnxDetector(os.path.join(tmp, 'int8'), providers=['CPUExecutionProvider'])
-                fns['onnxruntime-int8'] = lambda: det8.predict([points])
+                det8 = OnnxDetector(os.path.join(tmp, 'int8'),
+                                    providers=['CPUExecutionProvider'])
+                fns['onnxruntime-int8'] = lambda: det8.detect(cloud)
+                samples['onnxruntime-int8'] = lambda: det8.predict([points])
         result = dict(config=config, checkpoint=checkpoint, threads=torch.get_num_threads(),
                       num_points=int(points.shape[0]), boxes_to_nms=boxes_to_nms(ref, data))
         ref_stages = reference_stages(ref, data)
+        ref_stages[NMS] = reference_nms(ref.pts_bbox_head, candidates)
         pseudo_image = ref_stages['encoder+scatter']()
         result['pillars'] = int(ref.data_preprocessor(data, False)['inputs']['voxels']
                                 ['coors'].shape[0])
@@ -153,17 +166,20 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             result['compile_s'] = time.perf_counter() - start
             fns['reference+compile'] = lambda: compiled.test_step(data)
         expected = ref.test_step(data)
-        errors = {name: prediction_error(expected, fn()) for name, fn in fns.items()}
+        errors = {name: prediction_error(expected, samples.get(name, fn)())
+                  for name, fn in fns.items()}
         result['detector'] = race(fns, 1, reps, warmup, 'cpu')
         for name, err in errors.items():
             result['detector'][name]['rel_error'] = err
         stage_fns = {f'{who}/{stage}': chain[stage] for who, chain in
                      (('reference', ref_stages), ('onnxruntime', ours_stages))
-                     for stage in STAGES}
+                     for stage in STAGES + (NMS,)}
         times = time_interleaved(stage_fns, reps, warmup)
-        result['stages'] = {stage: {who: summarize(times[f'{who}/{stage}'])['median_ms']
-                                    for who in ('reference', 'onnxruntime')}
-                            for stage in STAGES}
+        medians = {stage: {who: summarize(times[f'{who}/{stage}'])['median_ms']
+                           for who in ('reference', 'onnxruntime')}
+                   for stage in STAGES + (NMS,)}
+        result['nms'] = medians.pop(NMS)
+        result['stages'] = medians
         backbone = dict(cfg.model.pts_backbone)
         case = BackboneCase(backbone['arch'], tuple(pseudo_image.shape), with_stem=False)
         result['backbone'] = dict(arch=backbone['arch'], input_shape=list(pseudo_image.shape),

@@ -97,18 +97,21 @@ STAGE_COLUMNS = (('stage', 'stage'), ('reference', 'reference ms'),
                  ('onnxruntime', 'ONNX Runtime ms'), ('speedup', 'speed-up'))
 
 
-def stage_rows(stages: Dict[str, Dict[str, float]]) -> List[Dict[str, Any]]:
-    """Rows of the per-stage split (stage to median ms per contender), with a total."""
-    rows, totals = [], {'reference': 0.0, 'onnxruntime': 0.0}
-    for stage, ms in stages.items():
-        for k in totals:
-            totals[k] += ms[k]
-        rows.append(dict(stage=stage, reference=f"{ms['reference']:.1f}",
-                         onnxruntime=f"{ms['onnxruntime']:.1f}",
-                         speedup=f"{ms['reference'] / ms['onnxruntime']:.2f}x"))
-    rows.append(dict(stage='sum of stages', reference=f"{totals['reference']:.1f}",
-                     onnxruntime=f"{totals['onnxruntime']:.1f}",
-                     speedup=f"{totals['reference'] / totals['onnxruntime']:.2f}x"))
+def stage_rows(stages: Dict[str, Dict[str, float]],
+               nms: Optional[Dict[str, float]] = None) -> List[Dict[str, Any]]:
+    """Rows of the per-stage split (stage to median ms per contender), with a total.
+
+    ``nms``, NMS timed alone (part of decode+NMS), comes after the total.
+    """
+    def row(stage: str, ms: Dict[str, float]) -> Dict[str, Any]:
+        return dict(stage=stage, reference=f"{ms['reference']:.1f}",
+                    onnxruntime=f"{ms['onnxruntime']:.1f}",
+                    speedup=f"{ms['reference'] / ms['onnxruntime']:.2f}x")
+    rows = [row(stage, ms) for stage, ms in stages.items()]
+    rows.append(row('sum of stages', {k: sum(ms[k] for ms in stages.values())
+                                      for k in ('reference', 'onnxruntime')}))
+    if nms:
+        rows.append(row('NMS alone (in decode+NMS)', nms))
     return rows
 
 
@@ -120,7 +123,8 @@ def detector_markdown(result: Dict[str, Any]) -> str:
     parts = [f'### {head}: points to boxes\n\n' + markdown_table(
         stats_rows(_without_matmul(result['detector'])), STATS_COLUMNS)]
     parts.append(f'### {name}: stages, median ms\n\n'
-                 + markdown_table(stage_rows(result['stages']), STAGE_COLUMNS))
+                 + markdown_table(stage_rows(result['stages'], result.get('nms')),
+                                  STAGE_COLUMNS))
     bb = result['backbone']
     parts.append(f"### {name}: backbone alone, {bb['arch']} on "
                  f"{'x'.join(map(str, bb['input_shape']))}\n\n" + markdown_table(

@@ -1,21 +1,25 @@
 """The detector cut into stages: voxelize, encoder+scatter, backbone, neck, head, decode+NMS.
 
 Each stage is timed alone on the inputs the previous one produced, for the
-eager reference (mmdet3d's modules) and for the ONNX Runtime detector, whose
-network stages run as separate graphs exported from the same deployed modules
-as the whole-detector graph. Voxelization and decoding are the same PyTorch
-code in both (the ONNX detector's own preprocessor and head).
+eager reference (mmdet3d's modules: mmcv's voxelization, the head's
+``predict_by_feat``) and for the one ONNX graph, whose stages run as graphs of
+their own exported from the same modules as the whole graph. NMS, part of
+decode+NMS, is also timed alone: mmdet3d's ``box3d_multiclass_nms`` and the
+graph's on the same candidate boxes.
 """
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, Sequence, Tuple
 
 import torch
 import torch.nn as nn
 
-from ..deploy.detector_graph import DetectorGraph, maps_from_outputs
+from ..deploy.detector_graph import DetectorGraph
 from ..deploy.onnx_export import export_graph
 
 STAGES = ('voxelize', 'encoder+scatter', 'backbone', 'neck', 'head', 'decode+NMS')
+#: Timed alone besides, within decode+NMS.
+NMS = 'NMS'
+
 Stage = Callable[[], object]
 
 
@@ -51,13 +55,25 @@ def reference_stages(model: nn.Module, data: Dict) -> Dict[str, Stage]:
             'decode+NMS': lambda: head.predict_by_feat(*maps, batch_input_metas=metas)}
 
 
+class _Voxelizer(nn.Module):
+    def __init__(self, graph: DetectorGraph) -> None:
+        super().__init__()
+        self.voxelizer = graph.voxelizer
+
+    def forward(self, points):
+        return tuple(self.voxelizer(points))
+
+
 class _EncoderScatter(nn.Module):
     def __init__(self, graph: DetectorGraph) -> None:
         super().__init__()
         self.encoder, self.scatter = graph.encoder, graph.scatter
+        self.max_points = graph.voxelizer.layout.max_points
 
-    def forward(self, voxels, num_points, coors, batch_size):
-        return self.scatter(self.encoder(voxels, num_points, coors), coors, batch_size)
+    def forward(self, rows, voxel, slot, num_points, coors):
+        feats = self.encoder(rows, num_points, coors, point_voxel=voxel, point_slot=slot,
+                             max_points=self.max_points)
+        return self.scatter(feats, coors, 1)
 
 
 class _Neck(nn.Module):
@@ -78,62 +94,85 @@ class _Head(nn.Module):
         return self.graph.head_outputs(list(feats))
 
 
-def _session(module: nn.Module, args: Tuple, folder: str, name: str, input_names: List[str],
-             batch_axis_inputs: List[str] = ()):
-    """An ONNX Runtime session of ``module`` exported into ``folder``, and its output names."""
+class _Decoder(nn.Module):
+    def __init__(self, graph: DetectorGraph) -> None:
+        super().__init__()
+        self.decoder = graph.decoder
+
+    def forward(self, *maps):
+        return self.decoder(*maps)
+
+
+class _Select(nn.Module):
+    def __init__(self, graph: DetectorGraph) -> None:
+        super().__init__()
+        self.decoder = graph.decoder
+
+    def forward(self, *candidates):
+        return self.decoder.select(*candidates)
+
+
+def _session(module: nn.Module, args: Tuple, folder: str, name: str,
+             dynamic: Dict[str, Dict[int, str]]) -> Tuple[Stage, Tuple]:
+    """A closure running ``module`` exported into ``folder`` on ``args``, and its outputs."""
     import onnxruntime as ort
     with torch.no_grad():
         outs = module(*args)
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    in_names = [f'in{i}' for i in range(len(args))]
     out_names = [f'out{i}' for i in range(len(outs))]
-    axes = {n: {0: 'batch'} for n in out_names + list(batch_axis_inputs)}
-    if name == 'encoder+scatter':
-        axes.update({n: {0: 'pillars'} for n in ('voxels', 'num_points', 'coors')})
+    axes = {n: dict(dynamic.get(n, {})) for n in in_names + out_names}
+    axes.update({n: {0: 'rows'} for n in out_names if n not in dynamic})
     path = os.path.join(folder, name.replace('+', '_') + '.onnx')
-    export_graph(module, args, path, input_names, out_names, axes)
-    return ort.InferenceSession(path, providers=['CPUExecutionProvider']), outs
+    export_graph(module, args, path, in_names, out_names, axes)
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    feed = {n: a.contiguous().numpy() for n, a in zip(in_names, args)}
+    return (lambda: session.run(None, feed)), tuple(outs)
 
 
-def onnx_stages(detector, deployed: nn.Module, data: Dict, folder: str) -> Dict[str, Stage]:
-    """Closures running each stage of the ONNX detector, network stages as their own graphs.
+def onnx_stages(graph: DetectorGraph, points: torch.Tensor,
+                folder: str) -> Tuple[Dict[str, Stage], Tuple[torch.Tensor, ...]]:
+    """Closures running each stage of the one graph on ONNX Runtime, as graphs of their own.
 
     Args:
-        detector: The :class:`~mmregnet.deploy.OnnxDetector` (voxelizer and decoder).
-        deployed: The detector after ``switch_detector_to_deploy`` (what was exported).
-        data: A ``test_step`` batch.
+        graph: The exported detector's graph (:func:`~mmregnet.deploy.export.detector_graph`).
+        points: The frame, ``(N, C)``.
         folder: Where the stage graphs are written.
 
     Returns:
-        Stage name to a no-argument callable.
+        Stage name to a no-argument callable (with :data:`NMS`), and the
+        candidates of NMS (:meth:`~mmregnet.deploy.box_decoding.BoxDecoder.candidates`).
     """
-    graph = DetectorGraph(deployed)
-    clouds = data['inputs']['points']
+    rows = {0: 'rows'}
+    voxelize, (point, voxel, slot, num_points, coors, _) = _session(
+        _Voxelizer(graph), (points,), folder, 'voxelize', dict(in0={0: 'points'}))
+    pillars = (points.index_select(0, point), voxel, slot, num_points,
+               nn.functional.pad(coors, (1, 0)))
+    encode, (canvas,) = _session(_EncoderScatter(graph), pillars, folder, 'encoder+scatter',
+                                 dict(in0=rows, in1=rows, in2=rows, in3=rows, in4=rows,
+                                      out0={}))
+    backbone, feats = _session(graph.backbone, (canvas,), folder, 'backbone', {})
+    neck, necked = _session(_Neck(graph.neck), tuple(feats), folder, 'neck', {})
+    head, maps = _session(_Head(graph), tuple(necked), folder, 'head', {})
+    decode, _ = _session(_Decoder(graph), tuple(maps), folder, 'decode+NMS', {})
     with torch.no_grad():
-        batch = detector.preprocessor(dict(inputs=dict(points=clouds),
-                                           data_samples=data['data_samples']), False)
-    v = batch['inputs']['voxels']
-    metas = [s.metainfo for s in batch['data_samples']]
-    pillars = (v['voxels'], v['num_points'].int(), v['coors'].int(), torch.tensor(len(clouds)))
-    enc, (canvas,) = _session(_EncoderScatter(graph), pillars, folder, 'encoder+scatter',
-                              ['voxels', 'num_points', 'coors', 'batch_size'])
-    bb, feats = _session(graph.backbone, (canvas.contiguous(),), folder, 'backbone', ['x'], ['x'])
-    feat_names = [f'x{i}' for i in range(len(feats))]
-    neck, necked = _session(_Neck(graph.neck), tuple(feats), folder, 'neck', feat_names,
-                            feat_names)
-    necked_names = [f'x{i}' for i in range(len(necked))]
-    head, maps = _session(_Head(graph), tuple(necked), folder, 'head', necked_names,
-                          necked_names)
-    pillar_feed = dict(zip(('voxels', 'num_points', 'coors', 'batch_size'),
-                           (t.numpy() for t in pillars)))
-    canvas_feed = dict(x=canvas.contiguous().numpy())
-    feats_feed = dict(zip(feat_names, (f.contiguous().numpy() for f in feats)))
-    necked_feed = dict(zip(necked_names, (f.contiguous().numpy() for f in necked)))
-    split = maps_from_outputs(list(maps), graph.kinds)
-    return {'voxelize': lambda: detector.preprocessor(
-                dict(inputs=dict(points=clouds), data_samples=data['data_samples']), False),
-            'encoder+scatter': lambda: enc.run(None, pillar_feed),
-            'backbone': lambda: bb.run(None, canvas_feed),
-            'neck': lambda: neck.run(None, feats_feed),
-            'head': lambda: head.run(None, necked_feed),
-            'decode+NMS': lambda: detector.head.predict_by_feat(*split,
-                                                                batch_input_metas=metas)}
+        candidates = graph.decoder.candidates(*maps)
+    nms, _ = _session(_Select(graph), candidates, folder, NMS,
+                      {f'in{i}': rows for i in range(len(candidates))})
+    return {'voxelize': voxelize, 'encoder+scatter': encode, 'backbone': backbone,
+            'neck': neck, 'head': head, 'decode+NMS': decode, NMS: nms}, candidates
+
+
+def reference_nms(head: nn.Module, candidates: Sequence[torch.Tensor]) -> Stage:
+    """mmdet3d's NMS (``box3d_multiclass_nms``, as the head's ``predict_by_feat`` calls it).
+
+    Args:
+        head: The reference detector's head (its ``test_cfg``).
+        candidates: ``(boxes, bev, scores, dirs)`` from :func:`onnx_stages`.
+    """
+    from mmdet3d.models.layers import box3d_multiclass_nms
+    boxes, bev, scores, dirs = candidates
+    scores = torch.cat([scores, scores.new_zeros(len(scores), 1)], 1)  # the background column
+    cfg = head.test_cfg
+    return lambda: box3d_multiclass_nms(boxes, bev, scores, cfg.get('score_thr', 0),
+                                        cfg.max_num, cfg, dirs)

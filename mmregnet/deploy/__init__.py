@@ -4,13 +4,16 @@
   and :func:`switch_detector_to_deploy` (a whole detector, with the exact
   real-points-only :class:`DeployHardVFE` pillar encoder).
 - ONNX: :func:`export_onnx` / :func:`trace` for a backbone;
-  :func:`export_detector` for a whole detector from pillars to the head's maps
-  (``tools/deployment/export_detector.py``), run by :class:`OnnxDetector` on
-  ONNX Runtime from points to mmdet3d's boxes; ``--int8`` quantizes its
-  backbone and neck (:mod:`mmregnet.deploy.quantize`).
+  :func:`export_detector` for a whole detector as one graph from points to
+  mmdet3d's boxes (``tools/deployment/export_detector.py``), its voxelization
+  :class:`HardVoxelizer` and its box decoding :class:`BoxDecoder`; ``--int8``
+  quantizes its backbone and neck (:mod:`mmregnet.deploy.quantize`).
+- Runtime: :class:`OnnxDetector` runs an exported folder on ONNX Runtime with
+  numpy and onnxruntime only, giving :class:`Detections`.
 
 The names are imported on first use, so ``import mmregnet.deploy`` loads
-neither mmdet3d nor onnxruntime.
+neither mmdet3d nor onnxruntime, and ``from mmregnet.deploy import
+OnnxDetector`` loads no torch.
 """
 import importlib
 from typing import Any
@@ -24,6 +27,9 @@ _NAMES = {
     'DeployError': '.errors',
     'export_detector': '.export', 'export_model': '.export',
     'OnnxDetector': '.runtime',
+    'Detections': '.runtime',
+    'BoxDecoder': '.box_decoding',
+    'HardVoxelizer': '.voxelize', 'VoxelLayout': '.voxelize',
 }
 
 __all__ = sorted(_NAMES)

@@ -1,17 +1,18 @@
-"""The part of PointPillars that runs as one graph: pillars in, the head's maps out.
+"""PointPillars as one graph, points in, boxes out; and the detector deployed in PyTorch.
 
-Voxelization (mmcv's op) comes before it and box decoding + NMS (the head's
-own ``predict_by_feat``) after it, both in PyTorch, as mmdeploy does.
+:class:`DetectorGraph` is the exported network: hard voxelization, pillar
+encoder, scatter, backbone, neck, head and box decoder in one module of stock
+ONNX operators. Its :meth:`~DetectorGraph.pillar_maps` is the older split
+deployment's part (mmcv's voxels in, the head's maps out), raced by the
+benchmark.
 
-The graph hands out the head's 4-D maps channels-last ``(B, H, W, C)``: the
-head's decoding reads every anchor's values together, so it then takes them
-without a copy (:func:`maps_from_outputs` gives them back as ``(B, C, H, W)``
-views).
+The head's 4-D maps are handed out channels-last ``(B, H, W, C)``: decoding
+reads every anchor's values together (:func:`maps_from_outputs` gives them
+back as ``(B, C, H, W)`` views).
 """
 import copy
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import torch
 import torch.nn as nn
 from torch import Tensor
@@ -19,17 +20,7 @@ from torch import Tensor
 from .bn_folding import fuse_conv_bn
 from .errors import DeployError
 from .pillar_encoder import DeployHardVFE, PillarScatter, unsupported_reason
-
-#: What the graph takes: the voxelizer's output and the number of samples.
-INPUT_NAMES = ('voxels', 'num_points', 'coors', 'batch_size')
-
-
-def graph_feeds(voxels: Dict[str, torch.Tensor], batch_size: int) -> Dict[str, np.ndarray]:
-    """The graph's inputs for a voxelizer output dict of ``batch_size`` samples."""
-    return dict(voxels=voxels['voxels'].numpy(),
-                num_points=voxels['num_points'].to(torch.int32).numpy(),
-                coors=voxels['coors'].to(torch.int32).numpy(),
-                batch_size=np.array(batch_size, dtype=np.int64))
+from .voxelize import HardVoxelizer, VoxelLayout
 
 
 class ReusedAnchors:
@@ -172,21 +163,45 @@ def maps_from_outputs(outputs: List[Tensor], kinds: List[str]) -> List[List[Tens
     return split_outputs(outputs, kinds)
 
 
+def voxel_layout(detector: nn.Module) -> VoxelLayout:
+    """The test-time layout of a detector's voxelizer (its ``data_preprocessor.voxel_layer``).
+
+    Raises:
+        DeployError: A detector without a hard voxelizer.
+    """
+    pre = getattr(detector, 'data_preprocessor', None)
+    layer = getattr(pre, 'voxel_layer', None)
+    if layer is None or getattr(pre, 'voxel_type', 'hard') != 'hard':
+        raise DeployError('the exported graph voxelizes as a hard voxel_layer; the detector\'s '
+                          f'data_preprocessor is a {type(pre).__name__} without one')
+    return VoxelLayout.from_config(dict(
+        voxel_size=list(layer.voxel_size), point_cloud_range=list(layer.point_cloud_range),
+        max_num_points=layer.max_num_points, max_voxels=layer.max_voxels))
+
+
 class DetectorGraph(nn.Module):
-    """PointPillars from pillars to the head's maps: encoder, scatter, backbone, neck, head.
+    """PointPillars as one graph: a point cloud in, the head's maps or the boxes out.
+
+    Voxelization (:class:`~mmregnet.deploy.voxelize.HardVoxelizer`), pillar
+    encoder, scatter, backbone, neck, head and, given one, a box decoder: all
+    modules that export to stock ONNX operators.
 
     Args:
         detector: An mmdet3d PointPillars detector in eval mode, deployed
             (:func:`switch_detector_to_deploy`) or not; its modules are shared,
             not copied, and a plain HardVFE is replaced by a
             :class:`~mmregnet.deploy.pillar_encoder.DeployHardVFE` copy.
+        decoder: A module taking the head's flat channels-last maps of one
+            sample and returning ``(bboxes_3d, scores_3d, labels_3d)``; None:
+            :meth:`forward` returns the maps.
 
     Raises:
-        DeployError: An encoder or middle encoder the graph cannot hold.
+        DeployError: A voxelizer, encoder or middle encoder the graph cannot hold.
     """
 
-    def __init__(self, detector: nn.Module) -> None:
+    def __init__(self, detector: nn.Module, decoder: Optional[nn.Module] = None) -> None:
         super().__init__()
+        self.voxelizer = HardVoxelizer(voxel_layout(detector))
         encoder = detector.pts_voxel_encoder
         if not isinstance(encoder, DeployHardVFE):
             reason = unsupported_reason(encoder)
@@ -206,10 +221,36 @@ class DetectorGraph(nn.Module):
             self.neck = fixed_scale_neck(self.neck, self.backbone, canvas)
         self.head = detector.pts_bbox_head
         self.kinds = head_output_kinds(self.head)
+        self.decoder = decoder
 
-    def forward(self, voxels: Tensor, num_points: Tensor, coors: Tensor,
-                batch_size: Tensor) -> Tuple[Tensor, ...]:
-        """Runs the network on a batch of voxelized point clouds.
+    def forward(self, points: Tensor) -> Tuple[Tensor, ...]:
+        """Detects boxes in one point cloud.
+
+        Args:
+            points: ``(N, C)`` float32, x, y, z first; N may be 0.
+
+        Returns:
+            With a decoder, ``(bboxes_3d, scores_3d, labels_3d)``: none for a
+            cloud without a point inside the range (mmdet3d's ``test_step``
+            cannot take one). Without, the head's maps as :meth:`pillar_maps`
+            gives them.
+        """
+        a = self.voxelizer(points)
+        coors = nn.functional.pad(a.coors, (1, 0))  # sample 0
+        feats = self.encoder(points.index_select(0, a.point), a.num_points, coors,
+                             point_voxel=a.voxel, point_slot=a.slot,
+                             max_points=self.voxelizer.layout.max_points)
+        maps = self._maps(self.scatter(feats, coors, 1))
+        if self.decoder is None:
+            return maps
+        detections = self.decoder(*maps)
+        # A cloud without pillars has no detections: keep none of the empty canvas's.
+        count = detections[0].shape[0] * (a.num_points.shape[0] > 0).long()
+        return tuple(t[:count] for t in detections)
+
+    def pillar_maps(self, voxels: Tensor, num_points: Tensor, coors: Tensor,
+                    batch_size: Tensor) -> Tuple[Tensor, ...]:
+        """The head's maps for a batch of clouds voxelized by mmcv (the split deployment).
 
         Args:
             voxels: ``(N, M, C)`` points per pillar (zero beyond ``num_points``).
@@ -222,7 +263,10 @@ class DetectorGraph(nn.Module):
             4-D ones channels-last.
         """
         feats = self.encoder(voxels, num_points, coors)
-        x = self.backbone(self.scatter(feats, coors, batch_size))
+        return self._maps(self.scatter(feats, coors, batch_size))
+
+    def _maps(self, canvas: Tensor) -> Tuple[Tensor, ...]:
+        x = self.backbone(canvas)
         if self.neck is not None:
             x = self.neck(x)
         return self.head_outputs(x)
@@ -233,7 +277,7 @@ class DetectorGraph(nn.Module):
         return tuple(channels_last_map(t) for kind in maps[:len(self.kinds)] for t in kind)
 
     def output_names(self, levels: int) -> List[str]:
-        """Names of the flattened outputs for ``levels`` feature levels."""
+        """Names of the head's flattened maps for ``levels`` feature levels."""
         return [f'{kind}_{i}' for kind in self.kinds for i in range(levels)]
 
 

@@ -7,6 +7,7 @@ config's dataloader and evaluator stay as they are, so the metrics are those
 of the detector a user ships.
 """
 import contextlib
+import json
 import os
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -26,17 +27,15 @@ class OnnxDetectorModel(BaseModel):
     Args:
         folder: An export folder (``detector.onnx`` + ``detector.json``).
         providers: ONNX Runtime providers (default: CUDA if available, then CPU).
-        decoder: Box decoding settings (the evaluated config's ``test_cfg.pts``).
-        data_preprocessor: Unused: the detector voxelizes itself.
+        data_preprocessor: Unused: the graph voxelizes itself.
         init_cfg: Unused.
     """
 
     def __init__(self, folder: str, providers: Optional[Sequence[Any]] = None,
-                 decoder: Optional[Dict[str, Any]] = None, data_preprocessor=None,
-                 init_cfg=None) -> None:
+                 data_preprocessor=None, init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
         from .runtime import OnnxDetector
-        self.detector = OnnxDetector(folder, providers=providers, decoder=decoder)
+        self.detector = OnnxDetector(folder, providers=providers)
 
     def forward(self, inputs: Dict, data_samples: Optional[list] = None,
                 mode: str = 'predict') -> List:
@@ -72,14 +71,14 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
         ``cfg`` with ``model`` replaced and ``load_from`` cleared.
 
     Raises:
-        DeployError: A folder of another network, or a checkpoint that does not fit.
+        DeployError: A folder of another network or other test settings, or a
+            checkpoint that does not fit.
     """
-    from .export import export_model
+    from .export import decoder_settings, export_model
     from .runtime import read_manifest, resolve_providers
     from .weights import load_weights, read_checkpoint
     check_pointpillars(cfg, source)
     resolve_providers(providers)  # a missing provider fails before the export
-    decoder = (cfg.model.get('test_cfg') or {}).get('pts')
     with contextlib.ExitStack() as stack:
         if os.path.isdir(checkpoint):
             folder = checkpoint
@@ -89,6 +88,12 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
                     f"{folder} holds the graph of {manifest['config_name']} (network "
                     f"{manifest['network']}), not of config {source} (network "
                     f'{network_fingerprint(cfg)}); export {source} with its checkpoint')
+            settings = json.loads(json.dumps(decoder_settings(cfg)))
+            if manifest.get('decoder') != settings:
+                raise DeployError(
+                    f"{folder} decodes boxes with test_cfg.pts {manifest.get('decoder')}, frozen "
+                    f'into its graph; config {source} asks for {settings}: export the detector '
+                    'again with this config')
         else:
             from mmengine.registry import init_default_scope
 
@@ -101,8 +106,7 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
             export_model(model, cfg, folder, config_path=source, checkpoint=checkpoint)
             del model, state
         cfg.model = dict(type='mmregnet.OnnxDetectorModel', folder=os.path.abspath(folder),
-                         providers=list(providers) if providers else None,
-                         decoder=decoder.to_dict() if hasattr(decoder, 'to_dict') else decoder)
+                         providers=list(providers) if providers else None)
         cfg.load_from = None
         cfg.resume = False
         yield cfg

@@ -1,11 +1,13 @@
 """Exporting a PointPillars detector to an ONNX folder: ``detector.onnx`` + ``detector.json``.
 
-The folder is written whole or not at all (:func:`mmregnet.fileio.atomic_folder`).
-``detector.json`` holds what the runtime needs beside the graph: the config as
-text (for the voxelizer and the head's box decoding), the class names, the
-voxelizer and decoder settings for the reader, the source checkpoint's sha256
-and the graph's own sha256 and network fingerprint, by which a graph from
-another export is recognised.
+The graph is the whole detector, one point cloud in and mmdet3d's final boxes
+out (:class:`~mmregnet.deploy.detector_graph.DetectorGraph`), with the
+config's voxelizer and test settings frozen in; it holds only operators of the
+default ONNX domain. The folder is written whole or not at all
+(:func:`mmregnet.fileio.atomic_folder`). ``detector.json`` holds what a reader
+needs beside the graph (:mod:`mmregnet.deploy.format`): the class names, the
+values per point, the box size, the frozen settings, the source checkpoint's
+sha256, the graph's own sha256 and network fingerprint, and the config as text.
 """
 import json
 import os
@@ -18,54 +20,39 @@ from mmengine.config import Config
 
 from ..convert.safe_io import file_sha256
 from ..fileio import atomic_folder
-from .onnx_export import OPSET, export_graph, require_onnx
-from .configs import (class_names, config_text, load_detector_config, network_fingerprint,
-                      point_dims)
-from .detector_graph import INPUT_NAMES, DetectorGraph
+from .box_decoding import BoxDecoder
+from .configs import (build_detector, class_names, config_text, load_detector_config,
+                      network_fingerprint, point_dims)
+from .detector_graph import DetectorGraph
 from .errors import DeployError
+from .format import (FORMAT, FORMAT_VERSION, GRAPH_FILE, INPUT_NAME, MANIFEST_FILE,
+                     OUTPUT_NAMES)
+from .onnx_export import OPSET, export_graph, foreign_operators, require_onnx
 from .weights import load_weights, read_checkpoint
 
-GRAPH_FILE = 'detector.onnx'
-MANIFEST_FILE = 'detector.json'
-FORMAT = 'mmregnet-onnx-detector'
-FORMAT_VERSION = 2
-#: How the graph lays out the head's 4-D maps (3-D ones, SSN's, are ``(B, anchors, C)``).
-OUTPUT_LAYOUT = 'BHWC'
 
-
-def example_pillars(cfg: Config, num_pillars: int = 24, seed: int = 0) -> tuple:
-    """Graph inputs for tracing: pillars of one sample with 1 to ``M`` points each.
-
-    Args:
-        cfg: The detector config (points per pillar, values per point, grid).
-        num_pillars: How many pillars.
-        seed: Seed of the values.
-
-    Returns:
-        ``(voxels, num_points, coors, batch_size)`` as the graph takes them.
-    """
+def example_points(cfg: Config, num_points: int = 200, seed: int = 0) -> torch.Tensor:
+    """A cloud inside the config's range, for tracing: ``(num_points, point_dims)`` float32."""
     gen = torch.Generator().manual_seed(seed)
-    m = int(cfg.model.data_preprocessor.voxel_layer.max_num_points)
-    ny, nx = cfg.model.pts_middle_encoder.output_shape
-    num_points = torch.randint(1, m + 1, (num_pillars,), generator=gen, dtype=torch.int32)
-    num_points[0] = m  # a full pillar: a branch without padding
-    voxels = torch.randn(num_pillars, m, point_dims(cfg), generator=gen)
-    voxels *= (torch.arange(m) < num_points.view(-1, 1)).unsqueeze(-1)
-    cells = torch.randperm(ny * nx, generator=gen)[:num_pillars]
-    coors = torch.stack([torch.zeros_like(cells), torch.zeros_like(cells), cells // nx,
-                         cells % nx], dim=1).int()
-    return voxels, num_points, coors, torch.tensor(1)
+    layer = cfg.model.data_preprocessor.voxel_layer
+    low, high = torch.tensor(layer.point_cloud_range, dtype=torch.float32).view(2, 3)
+    xyz = low + (high - low) * torch.rand(num_points, 3, generator=gen)
+    return torch.cat([xyz, torch.rand(num_points, point_dims(cfg) - 3, generator=gen)], 1)
 
 
-#: Attributes a head's ``forward`` sets and its ``predict_by_feat`` reads (ShapeAwareHead,
-#: SSN's head, keeps its feature-map sizes); the runtime's head never runs ``forward``.
-HEAD_FORWARD_STATE = ('featmap_sizes',)
+def decoder_settings(cfg: Config) -> Dict[str, Any]:
+    """The config's box decoding settings (``model.test_cfg.pts``) as plain data."""
+    settings = (cfg.model.get('test_cfg') or {}).get('pts') or {}
+    return settings.to_dict() if hasattr(settings, 'to_dict') else dict(settings)
 
 
-def head_forward_state(head: nn.Module) -> Dict[str, Any]:
-    """The :data:`HEAD_FORWARD_STATE` of a head that has run, as JSON-able lists."""
-    return {name: [[int(v) for v in size] for size in getattr(head, name)]
-            for name in HEAD_FORWARD_STATE if getattr(head, name, None) is not None}
+def graph_props(manifest: Dict[str, Any]) -> Dict[str, str]:
+    """The graph's metadata: a runtime knows it for the manifest's graph without hashing it."""
+    props = dict(mmregnet_network=manifest['network'], mmregnet_config=manifest['config_name'],
+                 mmregnet_precision=manifest['precision'])
+    if manifest.get('checkpoint_sha256'):
+        props['mmregnet_checkpoint_sha256'] = manifest['checkpoint_sha256']
+    return props
 
 
 def _versions() -> Dict[str, str]:
@@ -75,6 +62,21 @@ def _versions() -> Dict[str, str]:
     from .. import __version__
     return dict(torch=torch.__version__, onnx=onnx.__version__, mmdet3d=mmdet3d.__version__,
                 mmregnet=__version__)
+
+
+def detector_graph(model: nn.Module, cfg: Config) -> DetectorGraph:
+    """The one graph of a built detector: its network and the config's box decoder.
+
+    Raises:
+        DeployError: A part the graph cannot hold.
+    """
+    graph = DetectorGraph(model.eval())
+    with torch.no_grad():  # also sets the state SSN's head keeps for decoding
+        maps = graph(example_points(cfg).to(next(model.parameters()).device))
+    levels = len(maps) // len(graph.kinds)
+    sizes = [tuple(m.shape[1:3]) for m in maps[:levels] if m.dim() == 4] or None
+    graph.decoder = BoxDecoder(graph.head, sizes, decoder_settings(cfg))
+    return graph
 
 
 def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
@@ -105,18 +107,12 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
     import onnx
     # The exporter folds each eval-mode BatchNorm into its conv itself; the pillar
     # encoder is DeployHardVFE (its own folded copy), the rest the model's modules.
-    graph = DetectorGraph(model.eval())
+    graph = detector_graph(model, cfg)
     device = next(model.parameters()).device
-    example = tuple(t.to(device) for t in example_pillars(cfg))
-    levels = getattr(getattr(graph.head, 'prior_generator', None), 'num_levels', None)
-    if levels is None:  # a head without an anchor generator: count its outputs
-        with torch.no_grad():
-            levels = len(graph(*example)) // len(graph.kinds)
-    outputs = graph.output_names(levels)
-    pillars = {0: 'pillars'}
-    axes = dict(voxels=pillars, num_points=pillars, coors=pillars,
-                **{name: {0: 'batch'} for name in outputs})
+    example = example_points(cfg).to(device)
+    axes = {INPUT_NAME: {0: 'points'}, **{name: {0: 'boxes'} for name in OUTPUT_NAMES}}
     fingerprint = network_fingerprint(cfg)
+    layout = graph.voxelizer.layout
     manifest = dict(
         format=FORMAT, version=FORMAT_VERSION, graph=GRAPH_FILE, network=fingerprint,
         config_name=os.path.splitext(os.path.basename(config_path or 'config.py'))[0],
@@ -124,27 +120,22 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         checkpoint=os.path.abspath(checkpoint) if checkpoint else None,
         checkpoint_sha256=file_sha256(checkpoint) if checkpoint else None,
         class_names=class_names(cfg), point_dims=point_dims(cfg),
-        voxelizer=cfg.model.data_preprocessor.voxel_layer.to_dict(),
-        decoder=(cfg.model.get('test_cfg') or {}).get('pts', {}),
-        inputs=list(INPUT_NAMES), outputs=outputs, output_kinds=graph.kinds, levels=levels,
-        output_layout=OUTPUT_LAYOUT,
-        opset=OPSET, versions=_versions(), config=config_text(cfg),
-        precision='int8' if calibration is not None else 'float32')
-    if hasattr(manifest['decoder'], 'to_dict'):
-        manifest['decoder'] = manifest['decoder'].to_dict()
+        box_dim=int(graph.head.box_code_size), inputs=[INPUT_NAME], outputs=list(OUTPUT_NAMES),
+        point_cloud_range=list(layout.point_cloud_range), voxelizer=layout.to_dict(),
+        decoder=decoder_settings(cfg), opset=OPSET, versions=_versions(),
+        config=config_text(cfg), precision='int8' if calibration is not None else 'float32')
     with atomic_folder(out, force=force) as tmp:
         path = os.path.join(tmp, GRAPH_FILE)
-        export_graph(graph, example, path, INPUT_NAMES, outputs, axes)
+        export_graph(graph, (example,), path, [INPUT_NAME], list(OUTPUT_NAMES), axes)
         if calibration is not None:
-            _quantize(path, cfg, calibration, tmp)
+            _quantize(path, calibration, tmp)
             manifest['calibration'] = dict(frames=len(calibration), source=calibration_source)
+        foreign = foreign_operators(path)
+        if foreign:
+            raise DeployError(f'the exported graph uses operators outside the default ONNX '
+                              f'domain: {", ".join(foreign)}')
         proto = onnx.load(path)
-        if len(proto.graph.output) != len(outputs):
-            raise DeployError(f'the graph has {len(proto.graph.output)} outputs, expected '
-                              f'{len(outputs)} ({levels} levels of {graph.kinds})')
-        manifest['head_state'] = head_forward_state(graph.head)
-        onnx.helper.set_model_props(proto, dict(mmregnet_network=fingerprint,
-                                                mmregnet_config=manifest['config_name']))
+        onnx.helper.set_model_props(proto, graph_props(manifest))
         onnx.save(proto, path)
         manifest['graph_sha256'] = file_sha256(path)
         with open(os.path.join(tmp, MANIFEST_FILE), 'w') as f:
@@ -153,14 +144,14 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
     return manifest
 
 
-def _quantize(path: str, cfg: Config, clouds: Sequence[torch.Tensor], tmp: str) -> None:
+def _quantize(path: str, clouds: Sequence[torch.Tensor], tmp: str) -> None:
     """Replaces the float32 graph at ``path`` by its int8 version calibrated on ``clouds``."""
     from .quantize import calibration_feeds, quantize_graph
     scratch = os.path.join(tmp, 'quantizing')
     os.mkdir(scratch)
     fp32 = os.path.join(scratch, 'float32.onnx')
     os.replace(path, fp32)
-    quantize_graph(fp32, path, calibration_feeds(cfg, clouds), scratch)
+    quantize_graph(fp32, path, calibration_feeds(clouds), scratch)
     shutil.rmtree(scratch)
 
 
@@ -194,7 +185,6 @@ def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
         raise DeployError(f'int8_frames must be >= 0, got {int8_frames}')
     cfg = load_detector_config(config, cfg_options)
     state = read_checkpoint(checkpoint)
-    from .configs import build_detector
     model = build_detector(cfg, init=False)
     load_weights(model, state, checkpoint, config)
     clouds = None

@@ -2,15 +2,18 @@
 import contextlib
 import importlib.util
 import warnings
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
+from torch import Tensor
 
 from ..fileio import atomic_output
 
 #: The ONNX opset of every file mmregnet writes (ScatterElements' max reduction needs 18).
 OPSET = 18
+#: The ONNX domains of mmregnet's graphs: the default one only (no custom operator).
+DEFAULT_DOMAINS = ('', 'ai.onnx')
 
 
 @contextlib.contextmanager
@@ -38,6 +41,37 @@ def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     """
     with quiet_shape_check(), torch.no_grad():
         return torch.jit.trace(model, example)
+
+
+def filled(like: Tensor, size: Union[int, Tensor], value: int) -> Tensor:
+    """A 1-D tensor of ``size`` entries ``value``, of ``like``'s dtype, made when the graph runs.
+
+    A full tensor of a fixed size traces to a constant that the exporter
+    stores in the graph file (a grid of cells: megabytes); tied to ``like``'s
+    length, it is a ``ConstantOfShape`` at run time.
+
+    Example:
+        >>> filled(torch.arange(3), 4, 7).tolist()
+        [7, 7, 7, 7]
+    """
+    return like.new_full((size + like.shape[0] * 0,), value)
+
+
+def foreign_operators(path: str) -> List[str]:
+    """``domain::op`` of each operator of the graph at ``path`` outside the default domain."""
+    import onnx
+    graph = onnx.load(path, load_external_data=False).graph
+    found = set()
+
+    def visit(nodes) -> None:
+        for node in nodes:
+            if node.domain not in DEFAULT_DOMAINS:
+                found.add(f'{node.domain}::{node.op_type}')
+            for attr in node.attribute:  # the bodies of Loop and If
+                for sub in ([attr.g] if attr.HasField('g') else []) + list(attr.graphs):
+                    visit(sub.node)
+    visit(graph.node)
+    return sorted(found)
 
 
 def require_onnx() -> None:

@@ -11,15 +11,15 @@ another through every layer (a layer's input is the row's features and the
 pillar's max). :class:`DeployHardVFE` therefore computes the real points plus
 one padding row per pillar, and takes the same max: the result equals
 ``HardVFE``'s up to float rounding, with the BatchNorms folded into the linear
-layers. It is written with operations ONNX has (``NonZero``, ``Gather``,
-``ScatterND`` with a max reduction), so the same module runs in PyTorch and in
-an exported graph.
+layers. It is written with operations ONNX has (``NonZero``, ``Gather``, the
+max of grouped rows by :mod:`~mmregnet.deploy.grouped_rows`), so the same
+module runs in PyTorch and in an exported graph.
 
 :class:`PillarScatter` is mmdet3d's ``PointPillarsScatter`` for a batch given
 as a tensor: one gather of pillar rows into the ``B * H * W`` cells instead of
 a Python loop over samples, so the batch size stays a graph input.
 """
-from typing import List, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -27,27 +27,8 @@ from torch import Tensor
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .bn_folding import bn_scale_shift
-
-
-class _RowMax(torch.autograd.Function):
-    """Each row of ``rows`` into the running max of row ``index[i]`` of ``base``.
-
-    Exported as one ``ScatterND`` with a max reduction (opset 18), which moves
-    whole rows; torch.onnx's own ``scatter_reduce`` export is an element-wise
-    ``ScatterElements`` over an expanded index, wrapped in ``If`` nodes for
-    0-d inputs, and several times slower in ONNX Runtime.
-    """
-
-    @staticmethod
-    def forward(ctx, base: Tensor, index: Tensor, rows: Tensor) -> Tensor:
-        index = index.view(-1, 1).expand(rows.shape[0], rows.shape[1])
-        return base.scatter_reduce(0, index, rows, 'amax', include_self=True)
-
-    @staticmethod
-    def symbolic(g, base, index, rows):
-        axis = g.op('Constant', value_t=torch.tensor([1], dtype=torch.int64))
-        return g.op('ScatterND', base, g.op('Unsqueeze', index, axis), rows,
-                    reduction_s='max')
+from .grouped_rows import Halving, halving_plan, reduce_groups
+from .onnx_export import filled
 
 
 def _folded(linear: nn.Linear, norm: _BatchNorm) -> Tuple[Tensor, Tensor]:
@@ -130,21 +111,15 @@ class DeployHardVFE(nn.Module):
             width = weight.shape[0]
         self.out_channels = self.weights[-1].shape[0]
 
-    def _decorated(self, features: Tensor, num_points: Tensor, coors: Tensor,
-                   flat: Tensor, voxel: Tensor) -> Tensor:
+    def _decorated(self, points: Tensor, voxel: Tensor, mean: Tensor, coors: Tensor) -> Tensor:
         """The real points' rows as HardVFE decorates them: point, cluster, center, distance."""
-        n, m, c = features.shape
-        points = features.reshape(n * m, c).index_select(0, flat)
         xyz = points[:, :3]
         parts: List[Tensor] = [points]
         if self.with_cluster_center:
-            # As HardVFE: the sum over all slots (padding is zero) over the point count.
-            # Summing whole rows then keeping x, y, z reads the slots once, without a copy.
-            mean = features.sum(dim=1)[:, :3] / num_points.type_as(features).view(-1, 1)
             parts.append(xyz - mean.index_select(0, voxel))
         if self.with_voxel_center:
             # coors are (batch, z, y, x).
-            grid = coors.index_select(0, voxel).type_as(features)
+            grid = coors.index_select(0, voxel).type_as(points)
             center = torch.stack([grid[:, 3 - k] * self.voxel_size[k] + self.offsets[k]
                                   for k in range(3)], dim=1)
             parts.append(xyz - center)
@@ -152,27 +127,75 @@ class DeployHardVFE(nn.Module):
             parts.append(torch.norm(xyz, 2, 1, keepdim=True))
         return torch.cat(parts, dim=1)
 
-    def forward(self, features: Tensor, num_points: Tensor, coors: Tensor,
-                *args, **kwargs) -> Tensor:
+    def forward(self, features: Tensor, num_points: Tensor, coors: Tensor, *args,
+                point_voxel: Optional[Tensor] = None, point_slot: Optional[Tensor] = None,
+                max_points: int = 0, **kwargs) -> Tensor:
         """Encodes pillars as ``HardVFE.forward`` does.
 
         Args:
-            features: ``(N, M, C)`` points per pillar, zero beyond ``num_points``.
+            features: ``(N, M, C)`` points per pillar, zero beyond ``num_points``;
+                with ``point_voxel``, ``(K, C)`` the pillars' points
+                (:meth:`encode_points`).
             num_points: ``(N,)`` points in each pillar, at least one.
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
             *args: Ignored (HardVFE's image features and metas, for fusion).
+            point_voxel: ``(K,)`` the pillar of each point of ``features``.
+            point_slot: ``(K,)`` its place in the pillar.
+            max_points: With ``point_voxel``, the voxelizer's points per pillar.
             **kwargs: Ignored, likewise.
 
         Returns:
             ``(N, feat_channels[-1])`` pillar features.
         """
-        n, m = features.shape[0], features.shape[1]
+        if point_voxel is not None:
+            return self.encode_points(features, point_voxel, point_slot, num_points, coors,
+                                      max_points)
+        n, m, c = features.shape
         real = torch.arange(m, device=features.device) < num_points.view(-1, 1)
         # Row-major positions of the real points in (N * M): pillar = position // M.
         flat = real.reshape(n * m).nonzero().reshape(-1)
         voxel = torch.div(flat, m, rounding_mode='floor')
-        has_padding = (num_points < m).view(-1, 1)
-        rows = self._decorated(features, num_points, coors, flat, voxel)
+        plan = halving_plan(voxel, flat - voxel * m, int(m))  # M is fixed in a graph
+        points = features.reshape(n * m, c).index_select(0, flat)
+        mean = None
+        if self.with_cluster_center:
+            # As HardVFE: the sum over all slots (padding is zero) over the point count.
+            # Summing whole rows then keeping x, y, z reads the slots once, without a copy.
+            mean = features.sum(dim=1)[:, :3] / num_points.type_as(features).view(-1, 1)
+        return self._encode(points, voxel, plan, mean, num_points < m, coors)
+
+    def encode_points(self, points: Tensor, voxel: Tensor, slot: Tensor, num_points: Tensor,
+                      coors: Tensor, max_points: int) -> Tensor:
+        """Encodes pillars given as their points, as :meth:`forward` encodes them padded.
+
+        What :class:`~mmregnet.deploy.voxelize.HardVoxelizer` assigns: no
+        ``(N, max_points, C)`` tensor is made.
+
+        Args:
+            points: ``(K, C)`` the pillars' points, grouped by pillar in order.
+            voxel: ``(K,)`` int64 the pillar of each point, nondecreasing.
+            slot: ``(K,)`` int64 its place in the pillar, ``0 .. num_points - 1``.
+            num_points: ``(N,)`` points in each pillar, at least one.
+            coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
+            max_points: The voxelizer's points per pillar (``M``: a pillar
+                with fewer has padding, which HardVFE pools too).
+
+        Returns:
+            ``(N, feat_channels[-1])`` pillar features.
+        """
+        plan = halving_plan(voxel, slot, max_points)
+        mean = None
+        if self.with_cluster_center:
+            total = reduce_groups(points[:, :3], plan, 'add')
+            mean = total / num_points.type_as(points).view(-1, 1)
+        return self._encode(points, voxel, plan, mean, num_points < max_points, coors)
+
+    def _encode(self, points: Tensor, voxel: Tensor, plan: List[Halving],
+                mean: Optional[Tensor], has_padding: Tensor, coors: Tensor) -> Tensor:
+        """The VFE layers on the real points and one padding row per pillar, max-pooled."""
+        n = has_padding.shape[0]
+        has_padding = has_padding.view(-1, 1)
+        rows = self._decorated(points, voxel, mean, coors)
         padding = rows.new_zeros(n, rows.shape[1])  # HardVFE masks padding to zero
         pooled = None
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
@@ -183,8 +206,7 @@ class DeployHardVFE(nn.Module):
                 rows = rows + per_pillar.index_select(0, voxel)
                 padding = padding + per_pillar
             rows, padding = torch.relu(rows), torch.relu(padding)
-            # ReLU outputs are >= 0, so 0 is a neutral start for the max.
-            pooled = _RowMax.apply(rows.new_zeros(n, rows.shape[1]), voxel, rows)
+            pooled = reduce_groups(rows, plan, 'max')
             pooled = torch.where(has_padding, torch.maximum(pooled, padding), pooled)
         return pooled
 
@@ -222,13 +244,13 @@ class PillarScatter(nn.Module):
                              f'{type(scatter).__name__}')
         return cls(scatter.in_channels, (scatter.ny, scatter.nx))
 
-    def forward(self, features: Tensor, coors: Tensor, batch_size: Tensor) -> Tensor:
+    def forward(self, features: Tensor, coors: Tensor, batch_size: Union[int, Tensor]) -> Tensor:
         """Scatters pillar features to the BEV canvas.
 
         Args:
             features: ``(N, C)`` pillar features.
             coors: ``(N, 4)`` pillar coordinates ``(batch, z, y, x)``.
-            batch_size: A 0-d integer tensor, the number of samples ``B``.
+            batch_size: The number of samples ``B`` (an int, or a 0-d integer tensor).
 
         Returns:
             ``(B, C, ny, nx)``, zero where there is no pillar (channels-last in memory).
@@ -238,8 +260,7 @@ class PillarScatter(nn.Module):
         n = features.shape[0]
         # Each cell's row in the features, or n: a zero row appended for empty cells.
         # Gathering whole rows writes the canvas once; zeros then a scatter write it twice.
-        row = torch.full((batch_size * (self.ny * self.nx),), n, dtype=torch.long,
-                         device=features.device)
+        row = filled(cell, batch_size * (self.ny * self.nx), 0) + n
         row = row.index_put((cell,), torch.arange(n, device=features.device))
         rows = torch.cat([features, features.new_zeros(1, self.in_channels)])
         canvas = rows.index_select(0, row)

@@ -2,11 +2,11 @@
 
 The backbone's and the neck's convolutions, with their ReLUs, additions and
 upsamplings, run in int8 (per-channel weights, activation ranges taken from
-the calibration clouds); the pillar encoder and scatter, whose inputs are raw
-coordinates, and the head's output convolutions, whose outputs are the boxes,
-stay in float32. ONNX Runtime's quantizer does the work
-(``onnxruntime.quantization``); this module picks what to quantize and feeds it
-pillars made by the config's own voxelizer.
+the calibration clouds); the voxelizer, pillar encoder and scatter, whose
+inputs are raw coordinates, the head's output convolutions, whose outputs are
+the boxes, and the box decoder stay in float32. ONNX Runtime's quantizer does
+the work (``onnxruntime.quantization``); this module picks what to quantize and
+feeds it the clouds.
 
 The int8 detector does not give the float32 detector's boxes: evaluate it with
 ``tools/test.py CONFIG FOLDER --backend onnxruntime`` on the data it will see.
@@ -19,33 +19,19 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from .detector_graph import graph_feeds
 from .errors import DeployError
+from .format import INPUT_NAME
 
-#: Operator types ONNX Runtime's quantizer may turn into int8 ones (outside the parts kept float).
+#: Operator types ONNX Runtime's quantizer may turn into int8 ones (inside the parts quantized).
 QUANTIZED_OPS = ('Conv', 'Relu', 'Add', 'Resize', 'Concat')
-#: Graph parts kept in float32, by node-name prefix (the attributes of ``DetectorGraph``).
-FLOAT_PARTS = ('/encoder/', '/scatter/', '/head/')
+#: Graph parts quantized, by node-name prefix (the attributes of ``DetectorGraph``).
+QUANTIZED_PARTS = ('/backbone/', '/neck/')
 
 
-def calibration_feeds(cfg: Config, clouds: Sequence[torch.Tensor]) -> Iterator[Dict]:
-    """Graph inputs, one sample each, made by the config's own voxelizer.
-
-    Args:
-        cfg: The detector config.
-        clouds: ``(N, C)`` float32 point clouds.
-
-    Yields:
-        A feed dict per cloud.
-    """
-    from mmdet3d.registry import MODELS
-    from mmdet3d.structures import Det3DDataSample
-    preprocessor = MODELS.build(copy.deepcopy(cfg.model.data_preprocessor))
+def calibration_feeds(clouds: Sequence[torch.Tensor]) -> Iterator[Dict[str, np.ndarray]]:
+    """The graph's input for each of ``clouds`` (``(N, C)`` float32 point clouds)."""
     for cloud in clouds:
-        with torch.no_grad():
-            data = preprocessor(dict(inputs=dict(points=[cloud.float()]),
-                                     data_samples=[Det3DDataSample()]), False)
-        yield graph_feeds(data['inputs']['voxels'], 1)
+        yield {INPUT_NAME: np.ascontiguousarray(cloud.detach().cpu().numpy(), np.float32)}
 
 
 def dataset_clouds(cfg: Config, frames: int, split: str = 'train') -> List[torch.Tensor]:
@@ -88,10 +74,10 @@ def dataset_clouds(cfg: Config, frames: int, split: str = 'train') -> List[torch
 
 
 def float_nodes(path: str) -> List[str]:
-    """Names of the nodes of the graph at ``path`` kept in float32 (:data:`FLOAT_PARTS`)."""
+    """Names of the nodes of the graph at ``path`` left float32 (not in :data:`QUANTIZED_PARTS`)."""
     import onnx
     graph = onnx.load(path, load_external_data=False).graph
-    return [n.name for n in graph.node if n.name.startswith(FLOAT_PARTS)]
+    return [n.name for n in graph.node if not n.name.startswith(QUANTIZED_PARTS)]
 
 
 def quantize_graph(src: str, dst: str, feeds: Iterable[Dict], scratch: str) -> None:

@@ -4,12 +4,13 @@
         [--cfg-options KEY=VALUE ...] [--check N]
         [--int8 [--calibration-frames N] [--calibration-split {train,val}]]
 
-The graph runs from the voxelizer's output (pillars, points per pillar, pillar
-coordinates, batch size) to the head's maps; mmregnet.deploy.OnnxDetector(DIR)
-adds voxelization before it and mmdet3d's box decoding + NMS after it.
-With --int8 the backbone and neck run in int8, calibrated on clouds of the
-config's dataset: faster, with other boxes; evaluate the folder with
-tools/test.py CONFIG DIR --backend onnxruntime.
+DIR/detector.onnx is the whole detector as one graph of standard ONNX operators:
+one point cloud (N, C) float32 in; mmdet3d's boxes (M, box_dim), scores (M,) and
+labels (M,) out, with voxelization, box decoding and NMS inside and the config's
+test settings frozen in. Run it with ONNX Runtime alone, in any language, or with
+mmregnet.deploy.OnnxDetector(DIR). With --int8 the backbone and neck run in int8,
+calibrated on clouds of the config's dataset: faster, with other boxes; evaluate
+the folder with tools/test.py CONFIG DIR --backend onnxruntime.
 """
 import argparse
 import os
@@ -64,22 +65,24 @@ def main(argv=None) -> int:
                                    cfg_options=args.cfg_options,
                                    int8_frames=args.calibration_frames if args.int8 else 0,
                                    calibration_split=args.calibration_split)
-        print(f"exported {manifest['config_name']} ({manifest['precision']}, "
-              f"{len(manifest['outputs'])} head maps, network {manifest['network']}) to "
-              f'{args.out} in {time.perf_counter() - start:.1f} s')
+        print(f"exported {manifest['config_name']} ({manifest['precision']}, points to boxes, "
+              f"network {manifest['network']}) to {args.out} in "
+              f'{time.perf_counter() - start:.1f} s')
         if args.check:
-            _check(args.out, args.check)
+            _check(args.out, args.check, args)
         return 0
     return run_guarded('export_detector.py', run, debug=args.debug)
 
 
-def _check(folder: str, num_points: int) -> None:
+def _check(folder: str, num_points: int, args: argparse.Namespace) -> None:
     """Runs the export once on a cloud spread uniformly over the config's range."""
     from mmregnet.benchmark.detector import random_points
     from mmregnet.deploy import OnnxDetector
+    from mmregnet.deploy.configs import load_detector_config
     det = OnnxDetector(folder)
-    sample = det(random_points(det.cfg, num_points))
-    print(f'check: {num_points} points -> {len(sample.pred_instances_3d.scores_3d)} boxes '
+    cloud = random_points(load_detector_config(args.config, args.cfg_options), num_points)
+    found = det.detect(cloud.numpy())
+    print(f'check: {num_points} points -> {len(found.scores)} boxes '
           f'({det.providers[0]}, {det.precision})')
 
 
