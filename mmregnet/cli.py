@@ -25,6 +25,8 @@ from .design_space.measure import Measure
 from .design_space.population import MAX_NETS, read_column, sample_population, \
     write_population
 from .design_space.space import PAPER_FLOPS_RANGE, SPACES
+from .deploy.report import detections_json, detections_table, read_cloud, save_bev_png
+from .deploy.runtime import OnnxDetector
 from .errors import InputError, run_guarded
 from .fileio import atomic_output, check_destination
 from .warning_filters import hide_third_party_warnings
@@ -96,8 +98,9 @@ def _cmd_list(args: argparse.Namespace) -> str:
 
 
 def _cmd_show(args: argparse.Namespace) -> str:
-    return describe(BackboneLayout.create(parse_arch(args.arch), args.input_size, args.in_channels,
-                                    not args.no_stem, args.strides, args.out_indices))
+    layout = BackboneLayout.create(parse_arch(args.arch), args.input_size, args.in_channels,
+                                   not args.no_stem, args.strides, args.out_indices)
+    return describe(layout)
 
 
 def _cmd_fit(args: argparse.Namespace) -> str:
@@ -166,10 +169,7 @@ def _cmd_detect(args: argparse.Namespace) -> str:
             check_destination(path, args.force)  # before the detector is opened
     if args.png and importlib.util.find_spec('matplotlib') is None:
         raise InputError(f'--png {args.png} needs matplotlib: pip install matplotlib')
-    try:  # onnxruntime is the optional [runtime] extra: imported for this command only
-        from .deploy.report import (detections_json, detections_table, read_cloud,
-                                    save_bev_png)
-        from .deploy.runtime import OnnxDetector
+    try:  # onnxruntime is the optional [runtime] extra: a missing one is named in one line
         det = OnnxDetector(args.folder)
     except ImportError as e:
         raise InputError(str(e)) from None

@@ -100,7 +100,8 @@ def main(argv=None) -> int:
     from mmregnet.runtime import find_resumable_checkpoint
     from mmregnet.runtime.launch import save_untrained_checkpoint
     from mmregnet.synthetic import DatasetSpec, Options, generate
-    from mmregnet.visualization import load_bev_samples, save_bev_figure
+    from mmregnet.bev_pictures import save_bev_figure
+    from mmregnet.visualization import load_bev_samples
 
     cfg = Config.fromfile(args.config)
     data_root, work = args.data_root or cfg.data_root, args.work_dir

@@ -50,7 +50,7 @@ class SplitDetector:
 
     def __init__(self, deployed: nn.Module, example: Sequence[torch.Tensor],
                  folder: str) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: the [runtime] extra, for this contender only
         graph = DetectorGraph(deployed)
         self.kinds = graph.kinds
         args = (*example, torch.tensor(1))

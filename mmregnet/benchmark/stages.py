@@ -115,7 +115,7 @@ class _Select(nn.Module):
 def _session(module: nn.Module, args: Tuple, folder: str, name: str,
              dynamic: Dict[str, Dict[int, str]]) -> Tuple[Stage, Tuple]:
     """A closure running ``module`` exported into ``folder`` on ``args``, and its outputs."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # lazy: the [runtime] extra, for the ONNX stages only
     with torch.no_grad():
         outs = module(*args)
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
@@ -170,7 +170,7 @@ def reference_nms(head: nn.Module, candidates: Sequence[torch.Tensor]) -> Stage:
         head: The reference detector's head (its ``test_cfg``).
         candidates: ``(boxes, bev, scores, dirs)`` from :func:`onnx_stages`.
     """
-    from mmdet3d.models.layers import box3d_multiclass_nms
+    from mmdet3d.models.layers import box3d_multiclass_nms  # lazy: the [3d] extra
     boxes, bev, scores, dirs = candidates
     scores = torch.cat([scores, scores.new_zeros(len(scores), 1)], 1)  # the background column
     cfg = head.test_cfg

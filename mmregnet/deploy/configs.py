@@ -1,8 +1,9 @@
 """PointPillars detector configs for deployment: read, check, fingerprint and build.
 
-mmdet3d is imported inside the functions, so importing :mod:`mmregnet.deploy`
-stays light.
+Imported by the export and the ONNX evaluation only (the light runtime reads
+the manifest, never the config).
 """
+import ast
 import copy
 import hashlib
 import json
@@ -11,7 +12,11 @@ import os
 from typing import Any, Dict, Optional
 
 import torch.nn as nn
+from mmdet3d.registry import MODELS
 from mmengine.config import Config
+from mmengine.logging import MMLogger
+from mmengine.registry import init_default_scope
+from mmengine.utils import import_modules_from_strings
 
 from .errors import DeployError
 
@@ -84,8 +89,6 @@ def config_from_text(text: str, source: str) -> Config:
 
 
 def _entered(cfg: Config, source: str) -> Config:
-    from mmengine.registry import init_default_scope
-    from mmengine.utils import import_modules_from_strings
 
     # Registers RegNet with mmdet3d: a config's custom_imports of an already
     # imported (light) mmregnet would not.
@@ -117,7 +120,6 @@ def config_text(cfg: Config) -> str:
     Raises:
         DeployError: A value that is not a plain literal (a class, a function).
     """
-    import ast
     lines = []
     for key, value in cfg.to_dict().items():
         text = repr(value)
@@ -168,8 +170,6 @@ def build_detector(cfg: Config, pts_backbone: Optional[Dict] = None,
     Returns:
         The detector.
     """
-    from mmdet3d.registry import MODELS
-    from mmengine.logging import MMLogger
     model_cfg = copy.deepcopy(cfg.model)
     if pts_backbone is not None:
         model_cfg['pts_backbone'] = pts_backbone

@@ -14,10 +14,14 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from mmengine.config import Config
 from mmengine.model import BaseModel
+from mmengine.registry import init_default_scope
 
 from ..registry import MODELS
-from .configs import check_pointpillars, network_fingerprint
+from .configs import build_detector, check_pointpillars, network_fingerprint
 from .errors import DeployError
+from .export import decoder_settings, export_model
+from .runtime import OnnxDetector, read_manifest, resolve_providers
+from .weights import load_weights, read_checkpoint
 
 
 @MODELS.register_module()
@@ -34,7 +38,6 @@ class OnnxDetectorModel(BaseModel):
     def __init__(self, folder: str, providers: Optional[Sequence[Any]] = None,
                  data_preprocessor=None, init_cfg=None) -> None:
         super().__init__(init_cfg=init_cfg)
-        from .runtime import OnnxDetector
         self.detector = OnnxDetector(folder, providers=providers)
 
     def forward(self, inputs: Dict, data_samples: Optional[list] = None,
@@ -74,9 +77,6 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
         DeployError: A folder of another network or other test settings, or a
             checkpoint that does not fit.
     """
-    from .export import decoder_settings, export_model
-    from .runtime import read_manifest, resolve_providers
-    from .weights import load_weights, read_checkpoint
     check_pointpillars(cfg, source)
     resolve_providers(providers)  # a missing provider fails before the export
     with contextlib.ExitStack() as stack:
@@ -95,9 +95,6 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
                     f'into its graph; config {source} asks for {settings}: export the detector '
                     'again with this config')
         else:
-            from mmengine.registry import init_default_scope
-
-            from .configs import build_detector
             init_default_scope(cfg.get('default_scope', 'mmdet3d'))
             state = read_checkpoint(checkpoint)
             model = build_detector(cfg, init=False)

@@ -14,12 +14,14 @@ import os
 import shutil
 from typing import Any, Dict, Optional, Sequence
 
+import mmdet3d
 import torch
 import torch.nn as nn
 from mmengine.config import Config
 
+from .. import __version__
 from ..convert.safe_io import file_sha256
-from ..fileio import atomic_folder
+from ..fileio import atomic_folder, check_destination
 from .box_decoding import BoxDecoder
 from .configs import (build_detector, class_names, config_text, load_detector_config,
                       network_fingerprint, point_dims)
@@ -28,6 +30,7 @@ from .errors import DeployError
 from .format import (FORMAT, FORMAT_VERSION, GRAPH_FILE, INPUT_NAME, MANIFEST_FILE,
                      OUTPUT_NAMES)
 from .onnx_export import OPSET, export_graph, foreign_operators, require_onnx
+from .quantize import calibration_feeds, dataset_clouds, quantize_graph
 from .weights import load_weights, read_checkpoint
 
 
@@ -56,10 +59,7 @@ def graph_props(manifest: Dict[str, Any]) -> Dict[str, str]:
 
 
 def _versions() -> Dict[str, str]:
-    import mmdet3d
-    import onnx
-
-    from .. import __version__
+    import onnx  # lazy: the [deploy] extra, named by require_onnx() before the export
     return dict(torch=torch.__version__, onnx=onnx.__version__, mmdet3d=mmdet3d.__version__,
                 mmregnet=__version__)
 
@@ -104,7 +104,7 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         ImportError: Without the ``onnx`` package.
     """
     require_onnx()
-    import onnx
+    import onnx  # lazy: the [deploy] extra, named by require_onnx() above
     # The exporter folds each eval-mode BatchNorm into its conv itself; the pillar
     # encoder is DeployHardVFE (its own folded copy), the rest the model's modules.
     graph = detector_graph(model, cfg)
@@ -146,7 +146,6 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
 
 def _quantize(path: str, clouds: Sequence[torch.Tensor], tmp: str) -> None:
     """Replaces the float32 graph at ``path`` by its int8 version calibrated on ``clouds``."""
-    from .quantize import calibration_feeds, quantize_graph
     scratch = os.path.join(tmp, 'quantizing')
     os.mkdir(scratch)
     fp32 = os.path.join(scratch, 'float32.onnx')
@@ -189,7 +188,6 @@ def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
     load_weights(model, state, checkpoint, config)
     clouds = None
     if int8_frames:
-        from .quantize import dataset_clouds
         clouds = dataset_clouds(cfg, int8_frames, calibration_split)
     return export_model(model, cfg, out, force=force, config_path=config, checkpoint=checkpoint,
                         calibration=clouds, calibration_source=f'{calibration_split} split')
@@ -197,7 +195,6 @@ def export_detector(config: str, checkpoint: str, out: str, force: bool = False,
 
 def _check_out(out: str, force: bool) -> None:
     """Fails before the slow work when ``out`` cannot be written."""
-    from ..fileio import check_destination
     try:
         check_destination(out, force, 'folder')
     except (OSError, ValueError) as e:

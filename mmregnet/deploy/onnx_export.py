@@ -59,7 +59,7 @@ def filled(like: Tensor, size: Union[int, Tensor], value: int) -> Tensor:
 
 def foreign_operators(path: str) -> List[str]:
     """``domain::op`` of each operator of the graph at ``path`` outside the default domain."""
-    import onnx
+    import onnx  # lazy: the [deploy] extra (require_onnx names it)
     graph = onnx.load(path, load_external_data=False).graph
     found = set()
 

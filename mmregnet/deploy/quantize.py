@@ -17,7 +17,9 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 import numpy as np
 import torch
+from mmdet3d.registry import DATASETS
 from mmengine.config import Config
+from mmengine.registry import init_default_scope
 
 from .errors import DeployError
 from .format import INPUT_NAME
@@ -50,8 +52,6 @@ def dataset_clouds(cfg: Config, frames: int, split: str = 'train') -> List[torch
         DeployError: The split cannot be read (its files are missing) or is
             smaller than ``frames``.
     """
-    from mmdet3d.registry import DATASETS
-    from mmengine.registry import init_default_scope
     loader = cfg.get(f'{split}_dataloader')
     if not loader:
         raise DeployError(f'the config has no {split}_dataloader to calibrate on')
@@ -75,7 +75,7 @@ def dataset_clouds(cfg: Config, frames: int, split: str = 'train') -> List[torch
 
 def float_nodes(path: str) -> List[str]:
     """Names of the nodes of the graph at ``path`` left float32 (not in :data:`QUANTIZED_PARTS`)."""
-    import onnx
+    import onnx  # lazy: the [deploy] extra (require_onnx names it)
     graph = onnx.load(path, load_external_data=False).graph
     return [n.name for n in graph.node if not n.name.startswith(QUANTIZED_PARTS)]
 
@@ -93,9 +93,9 @@ def quantize_graph(src: str, dst: str, feeds: Iterable[Dict], scratch: str) -> N
     Raises:
         DeployError: No calibration input.
     """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
+    from onnxruntime.quantization import (  # lazy: onnxruntime, the [runtime] extra
+        CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process  # lazy: as above
     feeds = list(feeds)
     if not feeds:
         raise DeployError('int8 calibration needs at least one point cloud')

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from ..errors import InputError
-from ..visualization import BevSample, draw_bev
+from ..bev_pictures import BevSample, draw_bev
 from .runtime import Detections
 
 #: The values of a box, in mmdet3d's LiDAR layout (``vx, vy`` where there are 9).
@@ -87,7 +87,7 @@ def save_bev_png(path: str, points: np.ndarray, found: Detections, title: str = 
             farthest box or point, at most 80 m).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # optional: on use
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # optional: on use
     if limit is None:
         reach = [np.abs(points[:, :2]).max() if len(points) else 0.0,
                  np.abs(found.boxes[:, :2]).max() + 5 if len(found) else 0.0]

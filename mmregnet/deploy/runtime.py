@@ -39,7 +39,7 @@ _SAME_AS_MANIFEST = {'mmregnet_network': 'network', 'mmregnet_precision': 'preci
 def _onnxruntime():
     """The onnxruntime module, or ImportError saying how to install it."""
     try:
-        import onnxruntime
+        import onnxruntime  # lazy: the [runtime] extra, named in the error below
     except ImportError as e:
         raise ImportError(f'running an exported detector needs onnxruntime ({e}): {_INSTALL}') \
             from None
@@ -291,9 +291,9 @@ class OnnxDetector:
             ``labels_3d``) and an empty ``pred_instances``.
         """
         try:  # the training stack, only for its result type
-            import torch
-            from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes
-            from mmengine.structures import InstanceData
+            import torch  # lazy: the training stack is optional here
+            from mmdet3d.structures import Det3DDataSample, LiDARInstance3DBoxes  # lazy: as above
+            from mmengine.structures import InstanceData  # lazy: as above
         except ImportError as e:
             raise ImportError(f'Det3DDataSample results need mmdet3d ({e}): pip install '
                               '"mmregnet[3d]", or call detect() for numpy arrays') from None

@@ -26,7 +26,6 @@ from mmengine.utils import import_modules_from_strings
 
 from ..checkpoint.fit import check_checkpoint_fits
 from ..compat import allow_mmengine_checkpoints
-from ..deploy.evaluation import onnx_test_config
 from ..errors import InputError
 from ..fileio import atomic_output
 from .atomic_saves import BACKEND as ATOMIC_BACKEND
@@ -191,6 +190,7 @@ def test(cfg: Config, checkpoint: str, out: Optional[str] = None,
                                                 out_file_path=out)]
     with contextlib.ExitStack() as stack:
         if onnx:
+            from ..deploy.evaluation import onnx_test_config  # lazy: extras a 2D install lacks
             stack.enter_context(onnx_test_config(cfg, checkpoint, cfg.filename or 'config',
                                                  providers))
         runner = build_runner(cfg)
