@@ -240,7 +240,7 @@ def test_cli_detect_bad_input_is_one_line_and_exit_1(exported, tmp_path):
          r'points of 5 float32 values \(20 bytes each\); is --dims 5 right\?'),
         ((folder, str(cloud), '--use-dims', '3'), r'expected shape \(N, 4\)'),
         ((folder, str(cloud), '--use-dims', '6'), r'--use-dims must be in 3..4 \(--dims\), got 6'),
-        ((folder, str(tmp_path / 'none.bin')), 'No such file or directory'),
+        ((folder, str(tmp_path / 'none.bin')), 'none.bin: no such file or directory'),
         ((folder, str(nan)), r'1 points hold NaN or inf \(rows \[3\]'),
         ((folder, str(cloud), '--out', str(tmp_path / 'taken.json')), 'exists; pass --force'),
         ((str(tmp_path), str(cloud)), 'cannot read detector.json'),
