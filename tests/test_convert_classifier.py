@@ -8,7 +8,7 @@ neck, LinearClsHead), and must give the library's logits (1e-4 of their largest 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
+from mmengine.registry import DefaultScope
 from mmengine.runner import load_checkpoint
 from pycls.models.anynet import AnyNet
 
@@ -23,10 +23,11 @@ CONFIG = 'configs/classification/regnetx-400mf-tv_8xb128-rgb_in1k.py'
 
 @pytest.fixture(scope='module')
 def models():
-    """mmpretrain's model registry, with mmpretrain as the default scope."""
-    init_default_scope('mmpretrain')
+    """mmpretrain's model registry, with mmpretrain as the default scope for this module's
+    tests only: left current, it would give later tests' RegNets mmpretrain's defaults."""
     from mmpretrain.registry import MODELS
-    return MODELS
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield MODELS
 
 
 def _random_head(net, fc):
