@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
                    '(needs matplotlib)')
     p.add_argument('--force', action='store_true', help='overwrite an existing --out/--png')
     p.set_defaults(run=_cmd_detect)
+    for p in sub.choices.values():
+        p.add_argument('--debug', action='store_true', help='print the traceback of an error')
     return parser
 
 
@@ -291,7 +293,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sys.stdout.write(args.run(args))
         return 0
 
-    return run_guarded(f'mmregnet {args.command}', run, known=(ValueError, TypeError, OSError))
+    return run_guarded(f'mmregnet {args.command}', run, debug=args.debug,
+                       known=(ValueError, TypeError, OSError))
 
 
 if __name__ == '__main__':
