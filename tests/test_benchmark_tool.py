@@ -132,9 +132,13 @@ def test_detector_race_covers_points_to_boxes_stages_and_backbone(tool, tmp_path
                                       'decode+NMS']
     assert all(ms['reference'] > 0 and ms['onnxruntime'] > 0 for ms in result['stages'].values())
     assert result['nms']['reference'] > 0 and result['nms']['onnxruntime'] > 0
+    cold = result['cold_start']  # in fresh interpreters that import mmregnet.deploy only
+    assert cold['runs'] == 3 and cold['loads_torch'] is False
+    assert 0 < cold['import_s'] < cold['total_s'] and cold['first_frame_s'] > 0
     printed = capsys.readouterr().out
     assert 'stages, median ms' in printed and '| onnxruntime |' in printed
     assert '| NMS alone (in decode+NMS) |' in printed
+    assert 'Cold start of the ONNX Runtime detector' in printed and 'torch not loaded' in printed
     assert '| onnxruntime-int8 |' in printed  # int8 boxes differ: an error, or 'other boxes'
     assert md.read_text() in printed
     # The README row of benchmarks/run_benchmarks.py is built from this result.

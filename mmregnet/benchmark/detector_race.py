@@ -11,6 +11,8 @@ Contenders, all with one set of weights and all on the same frame:
   graph, points to boxes (``onnxruntime-int8``: its int8 export);
 - ``onnxruntime-split``: the split deployment (:mod:`.split_path`): mmcv's
   voxelization and mmdet3d's decoding in PyTorch around a graph of the network.
+
+Beside the race, the ONNX Runtime detector's cold start (:mod:`.cold_start`).
 """
 import copy
 import os
@@ -25,6 +27,7 @@ from ..deploy.detector_graph import switch_detector_to_deploy
 from ..deploy.export import detector_graph, export_model
 from ..deploy.runtime import OnnxDetector
 from .backbone import BackboneCase, randomize_norms
+from .cold_start import cold_start
 from .detector import (anchor_scores, calibrate_boxes, detector_inputs, detector_pair, head_maps,
                        lidar_frame, load_points)
 from .runs import race
@@ -92,7 +95,7 @@ def compiled_detector(model: torch.nn.Module) -> torch.nn.Module:
 def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int = 30000,
                  points_file: Optional[str] = None, load_dim: int = 5, reps: int = 5,
                  warmup: int = 1, threads: int = 0, boxes: int = 300, compile: bool = True,
-                 seed: int = 0, int8: bool = True) -> Dict:
+                 seed: int = 0, int8: bool = True, cold_runs: int = 3) -> Dict:
     """Races the whole detector, its stages and its backbone (CPU).
 
     Args:
@@ -110,12 +113,15 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
         seed: Seed of the weights and the frame.
         int8: Race ``onnxruntime-int8`` too: the export quantized to int8,
             calibrated on four other generated frames (its boxes differ).
+        cold_runs: Fresh interpreters timing the ONNX Runtime detector's cold
+            start (0: none).
 
     Returns:
         ``detector`` (the race, with each contender's ``rel_error`` of boxes
         and scores against the reference), ``stages`` (median ms per stage for
         the reference and ONNX Runtime), ``backbone_only`` (a race on the
-        frame's pseudo image) and the setting: points, pillars, boxes to NMS.
+        frame's pseudo image), ``cold_start`` (:func:`~.cold_start.cold_start`,
+        None without ``cold_runs``) and the setting: points, pillars, boxes to NMS.
     """
     cfg = load_detector_config(config)
     with num_threads(threads), torch.no_grad():
@@ -133,6 +139,7 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             export_model(ours, cfg, folder, config_path=config, checkpoint=checkpoint)
             det = OnnxDetector(folder, providers=['CPUExecutionProvider'])
             cloud = points.numpy()
+            started = cold_start(folder, cloud, cold_runs) if cold_runs > 0 else None
             ours_stages, candidates = onnx_stages(detector_graph(deployed, cfg), points, tmp)
             voxels = deployed.data_preprocessor(data, False)['inputs']['voxels']
             split = SplitDetector(deployed, (voxels['voxels'], voxels['num_points'].int(),
@@ -153,7 +160,8 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
                 fns['onnxruntime-int8'] = lambda: det8.detect(cloud)
                 samples['onnxruntime-int8'] = lambda: det8.predict([points])
         result = dict(config=config, checkpoint=checkpoint, threads=torch.get_num_threads(),
-                      num_points=int(points.shape[0]), boxes_to_nms=boxes_to_nms(ref, data))
+                      num_points=int(points.shape[0]), boxes_to_nms=boxes_to_nms(ref, data),
+                      cold_start=started)
         ref_stages = reference_stages(ref, data)
         ref_stages[NMS] = reference_nms(ref.pts_bbox_head, candidates)
         pseudo_image = ref_stages['encoder+scatter']()

@@ -122,6 +122,13 @@ def detector_markdown(result: Dict[str, Any]) -> str:
             f"{result['boxes_to_nms']} boxes to NMS, {result['threads']} threads")
     parts = [f'### {head}: points to boxes\n\n' + markdown_table(
         stats_rows(_without_matmul(result['detector'])), STATS_COLUMNS)]
+    cold = result.get('cold_start')
+    if cold:
+        parts.append(f"Cold start of the ONNX Runtime detector in a fresh process (median of "
+                     f"{cold['runs']}): {cold['total_s']:.2f} s = import {cold['import_s']:.2f} s"
+                     f" + session {cold['open_s']:.2f} s + first frame "
+                     f"{cold['first_frame_s']:.2f} s; torch "
+                     f"{'loaded' if cold['loads_torch'] else 'not loaded'}.\n")
     parts.append(f'### {name}: stages, median ms\n\n'
                  + markdown_table(stage_rows(result['stages'], result.get('nms')),
                                   STAGE_COLUMNS))

@@ -18,6 +18,9 @@ from mmengine.logging import MMLogger
 from mmengine.registry import init_default_scope
 from mmengine.utils import import_modules_from_strings
 
+# Registers RegNet with mmdet3d: a config's custom_imports of an already imported
+# (light) mmregnet would not.
+from .. import models  # noqa: F401
 from .errors import DeployError
 
 #: Keys of a part's config that do not change what the exported network computes.
@@ -89,10 +92,6 @@ def config_from_text(text: str, source: str) -> Config:
 
 
 def _entered(cfg: Config, source: str) -> Config:
-
-    # Registers RegNet with mmdet3d: a config's custom_imports of an already
-    # imported (light) mmregnet would not.
-    from .. import models  # noqa: F401
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmdet3d'))
