@@ -17,15 +17,21 @@ DEFAULT_DOMAINS = ('', 'ai.onnx')
 
 
 @contextlib.contextmanager
-def quiet_shape_check() -> Iterator[None]:
-    """Silences the tracer's warning about RegNet's input-channel check, within the block.
+def quiet_tracing() -> Iterator[None]:
+    """Silences, within the block, the tracing warnings about shapes a graph fixes by design.
 
-    The check is a Python ``if`` on the input's shape; tracing bakes it in,
-    which is right for a fixed channel count. Other tracer warnings still show.
+    RegNet's input-channel check and mmdet3d's box coder (``DeltaXYZWLHRBBoxCoder``:
+    seven values per box or more) are Python ``if`` s on shapes that are fixed
+    for a config, so baking them in is right; torch's exporter warns that a
+    strided ``Slice`` cannot be constant-folded, and it stays in the graph,
+    where ONNX Runtime runs it. Every other warning still shows.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings('ignore', category=torch.jit.TracerWarning,
-                                module=r'mmregnet\.models\.regnet')
+        for module in (r'mmregnet\.models\.regnet',
+                       r'mmdet3d\.models\.task_modules\.coders\.delta_xyzwhlr_bbox_coder'):
+            warnings.filterwarnings('ignore', category=torch.jit.TracerWarning, module=module)
+        warnings.filterwarnings('ignore', message='Constant folding - Only steps=1',
+                                category=UserWarning, module=r'torch\.onnx\.')
         yield
 
 
@@ -39,7 +45,7 @@ def trace(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
     Returns:
         The traced module; ``torch.jit.freeze`` it for oneDNN fusions.
     """
-    with quiet_shape_check(), torch.no_grad():
+    with quiet_tracing(), torch.no_grad():
         return torch.jit.trace(model, example)
 
 
@@ -88,7 +94,7 @@ def export_graph(module: nn.Module, args: Tuple, path: str, input_names: Sequenc
 
     The one place mmregnet calls ``torch.onnx.export``: the TorchScript-based
     exporter (``dynamo=False``, which needs ``onnx`` but not ``onnxscript``),
-    opset :data:`OPSET`, RegNet's input check silenced.
+    opset :data:`OPSET`, within :func:`quiet_tracing`.
 
     Args:
         module: The module to trace.
@@ -106,7 +112,7 @@ def export_graph(module: nn.Module, args: Tuple, path: str, input_names: Sequenc
         ImportError: Without the ``onnx`` package.
     """
     require_onnx()
-    with atomic_output(path, force=force) as tmp, quiet_shape_check(), torch.no_grad():
+    with atomic_output(path, force=force) as tmp, quiet_tracing(), torch.no_grad():
         torch.onnx.export(module, tuple(args), tmp, dynamo=False, opset_version=OPSET,
                           input_names=list(input_names), output_names=list(output_names),
                           dynamic_axes=dynamic_axes)
