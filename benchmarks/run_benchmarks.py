@@ -43,7 +43,7 @@ from mmregnet.benchmark.report import (STATS_COLUMNS, detector_markdown,  # noqa
 README_COLUMNS = (('config', 'config'), ('arch', 'backbone'), ('params', 'params (M)'),
                   ('flops', 'FLOPs (G)'), ('boxes', 'boxes to NMS'),
                   ('reference', 'mmdet3d eager ms'), ('compile', 'torch.compile ms'),
-                  ('deploy', 'deploy (PyTorch) ms'), ('split', 'split ONNX ms'),
+                  ('deploy', 'deploy (PyTorch) ms'),
                   ('onnxruntime', 'ONNX Runtime ms'),
                   ('speedup', 'ONNX Runtime speed-up'), ('int8', 'int8 ms'),
                   ('int8_speedup', 'int8 speed-up'), ('bb_speedup', 'backbone alone'))
@@ -58,7 +58,7 @@ def readme_row(result: dict) -> dict:
                speedup=f"{race['onnxruntime']['speedup']:.2f}x",
                bb_speedup=f"{result['backbone_only']['onnxruntime']['speedup']:.2f}x")
     for name, key in (('reference', 'reference'), ('compile', 'reference+compile'),
-                      ('deploy', 'deploy'), ('split', 'onnxruntime-split'),
+                      ('deploy', 'deploy'),
                       ('onnxruntime', 'onnxruntime'), ('int8', 'onnxruntime-int8')):
         row[name] = f"{race[key]['median_ms']:.0f}" if key in race else None
     int8 = race.get('onnxruntime-int8')
@@ -146,11 +146,10 @@ def main(argv=None) -> None:
                f"bias lets 300 boxes reach NMS. mmdet3d eager: the config with mmdet3d's "
                f"NoStemRegNet (RegNetY, which mmdet3d lacks: mmregnet's eval model), `test_step` "
                f"from points to boxes; torch.compile: the same with its encoder, scatter, "
-               f"backbone, neck and head compiled; deploy: `switch_detector_to_deploy`; split "
-               f"ONNX: mmcv's voxelization and mmdet3d's decoding + NMS in PyTorch around a graph "
-               f"of the network; ONNX Runtime: `OnnxDetector` on the exported graph, points to "
-               f"boxes; int8: the export with `--int8`, calibrated on four other generated "
-               f"frames (other boxes: judge it by its metric). Backbone alone: ONNX Runtime "
+               f"backbone, neck and head compiled; deploy: `switch_detector_to_deploy`; ONNX "
+               f"Runtime: `OnnxDetector` on the exported graph, points to boxes; int8: the "
+               f"export with `--int8`, calibrated on four other generated frames (other boxes: "
+               f"judge it by its metric). Backbone alone: ONNX Runtime "
                f"against the eager backbone on the frame's pseudo image.\n")
     readme = '## Speed\n\n' + machine + '\n' + markdown_table(rows, README_COLUMNS) if rows else ''
     write_json(os.path.join(args.out, 'results.json'), results)

@@ -8,9 +8,7 @@ Contenders, all with one set of weights and all on the same frame:
   neck and head under ``torch.compile`` (what a user would try first);
 - ``deploy``: :func:`~mmregnet.deploy.switch_detector_to_deploy` in PyTorch;
 - ``onnxruntime``: :class:`~mmregnet.deploy.OnnxDetector` on the exported
-  graph, points to boxes (``onnxruntime-int8``: its int8 export);
-- ``onnxruntime-split``: the split deployment (:mod:`.split_path`): mmcv's
-  voxelization and mmdet3d's decoding in PyTorch around a graph of the network.
+  graph, points to boxes (``onnxruntime-int8``: its int8 export).
 
 Beside the race, the ONNX Runtime detector's cold start (:mod:`.cold_start`).
 """
@@ -31,7 +29,6 @@ from .cold_start import cold_start
 from .detector import (anchor_scores, calibrate_boxes, detector_inputs, detector_pair, head_maps,
                        lidar_frame, load_points)
 from .runs import race
-from .split_path import SplitDetector
 from .stages import NMS, STAGES, onnx_stages, reference_nms, reference_stages
 from .timing import num_threads, summarize, time_interleaved
 
@@ -141,13 +138,9 @@ def run_detector(config: str, checkpoint: Optional[str] = None, num_points: int 
             cloud = points.numpy()
             started = cold_start(folder, cloud, cold_runs) if cold_runs > 0 else None
             ours_stages, candidates = onnx_stages(detector_graph(deployed, cfg), points, tmp)
-            voxels = deployed.data_preprocessor(data, False)['inputs']['voxels']
-            split = SplitDetector(deployed, (voxels['voxels'], voxels['num_points'].int(),
-                                             voxels['coors'].int()), tmp)
             fns = {'reference': lambda: ref.test_step(data),
                    'deploy': lambda: deployed.test_step(data),
-                   'onnxruntime': lambda: det.detect(cloud),
-                   'onnxruntime-split': lambda: split.predict(data)}
+                   'onnxruntime': lambda: det.detect(cloud)}
             samples = {'onnxruntime': lambda: det.predict([points])}
             if int8:
                 # Calibrated on other scenes than the timed one, as a user's export would be.

@@ -2,13 +2,10 @@
 
 :class:`DetectorGraph` is the exported network: hard voxelization, pillar
 encoder, scatter, backbone, neck, head and box decoder in one module of stock
-ONNX operators. Its :meth:`~DetectorGraph.pillar_maps` is the older split
-deployment's part (mmcv's voxels in, the head's maps out), raced by the
-benchmark.
+ONNX operators.
 
-The head's 4-D maps are handed out channels-last ``(B, H, W, C)``: decoding
-reads every anchor's values together (:func:`maps_from_outputs` gives them
-back as ``(B, C, H, W)`` views).
+The head's 4-D maps are handed to the decoder channels-last ``(B, H, W, C)``:
+decoding reads every anchor's values together.
 """
 import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -151,18 +148,6 @@ def channels_last_map(t: Tensor) -> Tensor:
     return t.permute(0, 2, 3, 1) if t.dim() == 4 else t
 
 
-def maps_from_outputs(outputs: List[Tensor], kinds: List[str]) -> List[List[Tensor]]:
-    """The graph's flat outputs as the head's ``forward`` returns them: one list per kind.
-
-    Channels-last 4-D maps come back as ``(B, C, H, W)`` views of the same memory.
-
-    Raises:
-        DeployError: If the count is not a multiple of the kinds.
-    """
-    outputs = [t.permute(0, 3, 1, 2) if t.dim() == 4 else t for t in outputs]
-    return split_outputs(outputs, kinds)
-
-
 def voxel_layout(detector: nn.Module) -> VoxelLayout:
     """The test-time layout of a detector's voxelizer (its ``data_preprocessor.voxel_layer``).
 
@@ -232,8 +217,8 @@ class DetectorGraph(nn.Module):
         Returns:
             With a decoder, ``(bboxes_3d, scores_3d, labels_3d)``: none for a
             cloud without a point inside the range (mmdet3d's ``test_step``
-            cannot take one). Without, the head's maps as :meth:`pillar_maps`
-            gives them.
+            cannot take one). Without, the head's maps kind by kind, level by
+            level (see :attr:`kinds`), 4-D ones channels-last.
         """
         a = self.voxelizer(points)
         coors = nn.functional.pad(a.coors, (1, 0))  # sample 0
@@ -248,23 +233,6 @@ class DetectorGraph(nn.Module):
         count = detections[0].shape[0] * (a.num_points.shape[0] > 0).long()
         return tuple(t[:count] for t in detections)
 
-    def pillar_maps(self, voxels: Tensor, num_points: Tensor, coors: Tensor,
-                    batch_size: Tensor) -> Tuple[Tensor, ...]:
-        """The head's maps for a batch of clouds voxelized by mmcv (the split deployment).
-
-        Args:
-            voxels: ``(N, M, C)`` points per pillar (zero beyond ``num_points``).
-            num_points: ``(N,)`` points in each pillar.
-            coors: ``(N, 4)`` pillar coordinates ``(sample, z, y, x)``.
-            batch_size: 0-d integer tensor, the number of samples.
-
-        Returns:
-            The head's maps kind by kind, level by level (see :attr:`kinds`),
-            4-D ones channels-last.
-        """
-        feats = self.encoder(voxels, num_points, coors)
-        return self._maps(self.scatter(feats, coors, batch_size))
-
     def _maps(self, canvas: Tensor) -> Tuple[Tensor, ...]:
         x = self.backbone(canvas)
         if self.neck is not None:
@@ -275,20 +243,3 @@ class DetectorGraph(nn.Module):
         """The head's maps on neck features, flat and channels-last as :meth:`forward` gives."""
         maps = self.head(feats)
         return tuple(channels_last_map(t) for kind in maps[:len(self.kinds)] for t in kind)
-
-    def output_names(self, levels: int) -> List[str]:
-        """Names of the head's flattened maps for ``levels`` feature levels."""
-        return [f'{kind}_{i}' for kind in self.kinds for i in range(levels)]
-
-
-def split_outputs(outputs: List[Tensor], kinds: List[str]) -> List[List[Tensor]]:
-    """The flat outputs back as one list per kind (the head's ``forward`` structure).
-
-    Raises:
-        DeployError: If the count is not a multiple of the kinds.
-    """
-    if not kinds or len(outputs) % len(kinds):
-        raise DeployError(f'the graph has {len(outputs)} outputs, not a multiple of its '
-                          f'{len(kinds)} output kinds {kinds}')
-    levels = len(outputs) // len(kinds)
-    return [list(outputs[i * levels:(i + 1) * levels]) for i in range(len(kinds))]
