@@ -28,7 +28,7 @@ from .design_space.space import PAPER_FLOPS_RANGE, SPACES
 from .deploy.report import detections_json, detections_table, read_cloud, save_bev_png
 from .deploy.runtime import OnnxDetector
 from .errors import InputError, run_guarded
-from .fileio import atomic_output, check_destination
+from .fileio import atomic_output, check_destination, write_bytes
 from .warning_filters import hide_third_party_warnings
 
 LIST_COLUMNS = {'name': 'name', 'params': 'params', 'flops': 'flops', 'acts': 'acts',
@@ -173,8 +173,9 @@ def _cmd_detect(args: argparse.Namespace) -> str:
         det = OnnxDetector(args.folder)
     except ImportError as e:
         raise InputError(str(e)) from None
-    dims = args.dims or det.point_dims
-    points = read_cloud(args.cloud, dims, args.use_dims or min(dims, det.point_dims))
+    dims = det.point_dims if args.dims is None else args.dims
+    use = min(dims, det.point_dims) if args.use_dims is None else args.use_dims
+    points = read_cloud(args.cloud, dims, use)
     found = det.detect(points)
     name = det.manifest.get('config_name', os.path.basename(os.path.normpath(args.folder)))
     text = (f'{name} ({det.precision}) on {args.cloud}: {len(points)} points, '
@@ -183,10 +184,7 @@ def _cmd_detect(args: argparse.Namespace) -> str:
         record = detections_json(found, detector=os.path.abspath(args.folder), config=name,
                                  precision=det.precision, cloud=os.path.abspath(args.cloud),
                                  points=len(points))
-        with atomic_output(args.out, args.force) as tmp:
-            with open(tmp, 'w') as f:
-                json.dump(record, f, indent=1)
-                f.write('\n')
+        write_bytes(args.out, (json.dumps(record, indent=1) + '\n').encode(), args.force)
         text += f'wrote {args.out}\n'
     if args.png:
         with atomic_output(args.png, args.force) as tmp:

@@ -1,7 +1,7 @@
 """The ``regnet2mmdet`` console script.
 
-It is installed with every ``pip install mmregnet``, but converting needs torch
-and mmengine (the ``det``, ``3d`` or ``cls`` extra). Without them it says so in
+It is installed with every ``pip install mmregnet``, but converting needs torch,
+mmengine and safetensors (the ``det``, ``3d`` or ``cls`` extra). Without them it says so in
 one line (exit status 1) instead of a traceback; with them it is
 :func:`mmregnet.convert.cli.main`.
 """
@@ -9,7 +9,7 @@ import importlib.util
 import sys
 from typing import List, Optional
 
-_NEEDS = ('torch', 'mmengine')
+_NEEDS = ('torch', 'mmengine', 'safetensors')
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -19,11 +19,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         argv: Arguments without the program name (default: ``sys.argv[1:]``).
 
     Returns:
-        The converter's exit status; 1 where torch or mmengine is not installed.
+        The converter's exit status; 1 where one of them is not installed.
     """
     missing = [name for name in _NEEDS if importlib.util.find_spec(name) is None]
     if missing:
-        print(f'regnet2mmdet: error: converting checkpoints needs {" and ".join(missing)}, '
+        print(f'regnet2mmdet: error: converting checkpoints needs {", ".join(missing)}, '
               'which this environment lacks: pip install "mmregnet[det]" (or [3d], [cls])',
               file=sys.stderr)
         return 1

@@ -150,3 +150,15 @@ def test_interrupted_export_leaves_nothing(exported, tmp_path):
     assert proc.returncode == 130, err[-2000:]
     assert 'interrupted' in err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_model_off_the_cpu_is_refused_before_tracing(tmp_path):
+    from mmregnet.deploy import DeployError
+    from mmregnet.deploy.configs import build_detector, load_detector_config
+    from mmregnet.deploy.export import export_model
+    cfg = load_detector_config(DEMO_NUS)
+    model = build_detector(cfg).to('meta')  # a device other than the CPU, as cuda would be
+    with pytest.raises(DeployError, match=r'on the CPU; the model is on meta: export '
+                                          r'model\.cpu\(\)'):
+        export_model(model, cfg, str(tmp_path / 'out'))
+    assert not os.path.exists(tmp_path / 'out')

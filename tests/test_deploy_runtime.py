@@ -240,6 +240,7 @@ def test_cli_detect_bad_input_is_one_line_and_exit_1(exported, tmp_path):
          r'points of 5 float32 values \(20 bytes each\); is --dims 5 right\?'),
         ((folder, str(cloud), '--use-dims', '3'), r'expected shape \(N, 4\)'),
         ((folder, str(cloud), '--use-dims', '6'), r'--use-dims must be in 3..4 \(--dims\), got 6'),
+        ((folder, str(cloud), '--dims', '0'), r'--dims must be >= 3 .*, got 0'),  # 0 is no default
         ((folder, str(tmp_path / 'none.bin')), 'none.bin: no such file or directory'),
         ((folder, str(nan)), r'1 points hold NaN or inf \(rows \[3\]'),
         ((folder, str(cloud), '--out', str(tmp_path / 'taken.json')), 'exists; pass --force'),
@@ -315,3 +316,6 @@ def test_node_example_prints_the_python_runtimes_boxes(exported, tmp_path):
                          text=True, timeout=300)
     assert bad.returncode == 1 and bad.stderr == ('detect.mjs: error: the detector reads 4 '
                                                   'values per point, got --use-dims 3\n')
+    short = subprocess.run(run[:4] + ['--dims', '3'], capture_output=True, text=True, timeout=300)
+    assert short.returncode == 1 and short.stderr == ('detect.mjs: error: the detector reads 4 '
+                                                      'values per point, got --dims 3\n')

@@ -281,10 +281,20 @@ def test_mmdet3d_stemless_arguments_given_to_regnet_name_what_was_meant():
 
 
 def test_deploy_refuses_deformable_convs():
-    net = RegNet('regnetx_200mf', dcn=dict(type='DCNv2', deform_groups=1),
-                 stage_with_dcn=(False, True, True, True))
-    _one_line_refusal(net.switch_to_deploy, 'switch_to_deploy', 'dcn=')
-    assert net.deploy is False and isinstance(net.norm1, _BatchNorm)
+    from mmregnet.deploy import switch_to_deploy
+    dcn = dict(type='DCNv2', deform_groups=1)
+    net = RegNet('regnetx_200mf', dcn=dcn, stage_with_dcn=(False, True, True, True))
+    for deploy in (net.switch_to_deploy, lambda: switch_to_deploy(net)):
+        _one_line_refusal(deploy, 'switch_to_deploy', '12 deformable ones', 'dcn=')
+        assert net.deploy is False and isinstance(net.norm1, _BatchNorm)  # nothing folded
+        assert all(isinstance(b.get_submodule(b.norm1_name), _BatchNorm) for b in net.layer1)
+    # mmdet's default stage_with_dcn builds no deformable conv: nothing to refuse.
+    assert RegNet('regnetx_200mf', dcn=dcn).switch_to_deploy().deploy
+
+
+def test_nostem_stem_channels_are_checked_under_their_name():
+    _one_line_refusal(lambda: NoStemRegNet('regnetx_200mf', stem_channels=0), 'stem_channels',
+                      'got 0')
 
 
 def test_open_mmlab_weights_of_another_arch_are_refused_at_init():

@@ -188,9 +188,9 @@ def test_base_install_runs_the_design_space_tools_without_torch(venvs):
     refusal = venvs.run(venv, ['mmregnet', 'plot', 'regnetx_400mf', '--out', 'w.png'], status=1)
     assert refusal.strip().endswith('pip install "mmregnet[plot]"'), refusal
     refusal = venvs.run(venv, ['regnet2mmdet', 'a.pth', 'b.pth'], status=1)
-    assert refusal.strip() == ('regnet2mmdet: error: converting checkpoints needs torch and '
-                               'mmengine, which this environment lacks: pip install '
-                               '"mmregnet[det]" (or [3d], [cls])'), refusal
+    assert refusal.strip() == ('regnet2mmdet: error: converting checkpoints needs torch, '
+                               'mmengine, safetensors, which this environment lacks: pip '
+                               'install "mmregnet[det]" (or [3d], [cls])'), refusal
 
 
 def test_plot_extra_draws_the_width_rule(venvs):

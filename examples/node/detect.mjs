@@ -73,8 +73,8 @@ const manifest = readManifest(dir);
 const width = manifest.point_dims;
 const dims = args.dims ?? width;
 const useDims = args.useDims ?? width;
+if (dims < width) fail(`the detector reads ${width} values per point, got --dims ${dims}`);
 if (useDims !== width) fail(`the detector reads ${width} values per point, got --use-dims ${useDims}`);
-if (useDims > dims) fail(`--use-dims ${useDims} is more than --dims ${dims}`);
 const { points, n } = readCloud(cloud, dims, useDims);
 
 const session = await ort.InferenceSession.create(path.join(dir, 'detector.onnx'), {

@@ -68,11 +68,15 @@ def detector_graph(model: nn.Module, cfg: Config) -> DetectorGraph:
     """The one graph of a built detector: its network and the config's box decoder.
 
     Raises:
-        DeployError: A part the graph cannot hold.
+        DeployError: A part the graph cannot hold, or a model not on the CPU.
     """
+    device = next(model.parameters()).device
+    if device.type != 'cpu':  # the voxelizer's and decoder's constants are made on the CPU
+        raise DeployError(f'export traces the detector on the CPU; the model is on {device}: '
+                          f'export model.cpu() (the graph then runs on any provider)')
     graph = DetectorGraph(model.eval())
     with torch.no_grad():  # also sets the state SSN's head keeps for decoding
-        maps = graph(example_points(cfg).to(next(model.parameters()).device))
+        maps = graph(example_points(cfg))
     levels = len(maps) // len(graph.kinds)
     sizes = [tuple(m.shape[1:3]) for m in maps[:levels] if m.dim() == 4] or None
     graph.decoder = BoxDecoder(graph.head, sizes, decoder_settings(cfg))
@@ -100,7 +104,7 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         The manifest, as written to ``out/detector.json``.
 
     Raises:
-        DeployError: A part the graph cannot hold.
+        DeployError: A part the graph cannot hold, or a model not on the CPU.
         ImportError: Without the ``onnx`` package.
     """
     require_onnx()
@@ -108,8 +112,7 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
     # The exporter folds each eval-mode BatchNorm into its conv itself; the pillar
     # encoder is DeployHardVFE (its own folded copy), the rest the model's modules.
     graph = detector_graph(model, cfg)
-    device = next(model.parameters()).device
-    example = example_points(cfg).to(device)
+    example = example_points(cfg)
     axes = {INPUT_NAME: {0: 'points'}, **{name: {0: 'boxes'} for name in OUTPUT_NAMES}}
     fingerprint = network_fingerprint(cfg)
     layout = graph.voxelizer.layout

@@ -27,6 +27,7 @@ import torch.nn as nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from ..errors import InputError
 from .blocks import Bottleneck
 
 Conv = (nn.Conv2d, nn.ConvTranspose2d)
@@ -120,9 +121,19 @@ def switch_to_deploy(model: nn.Module) -> nn.Module:
 
     Returns:
         ``model``.
+
+    Raises:
+        InputError: Deformable convs (``dcn``) built in some stage; nothing is folded.
     """
     if getattr(model, 'deploy', False):
         return model
+    deformable = [type(block.conv2).__name__ for name in model.res_layers
+                  for block in getattr(model, name) if not isinstance(block.conv2, nn.Conv2d)]
+    if deformable:
+        raise InputError(f'switch_to_deploy folds BatchNorms into plain convolutions; this '
+                         f'backbone has {len(deformable)} deformable ones ({deformable[0]}, '
+                         f'dcn={getattr(model, "dcn", None)!r}): deploy it as it is, or '
+                         f'without dcn')
     model.eval()
     if model.with_stem:
         fold_pair(model, 'conv1', model.norm1_name)

@@ -43,7 +43,7 @@ class NoStemRegNet(RegNet):
         if 'with_stem' in kwargs:
             raise InputError(f'NoStemRegNet has no stem, so it takes no with_stem (got '
                              f'with_stem={kwargs["with_stem"]!r}); for a stem use RegNet')
-        stem_channels = kwargs.pop('stem_channels', 32)
+        stem_channels = check_channels('stem_channels', kwargs.pop('stem_channels', 32))
         check_channels('in_channels', kwargs.pop('in_channels', 3))  # unused, as in mmdet3d
         super().__init__(arch, in_channels=stem_channels, stem_channels=stem_channels,
                          init_cfg=init_cfg, with_stem=False, **kwargs)

@@ -11,7 +11,6 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..arch import ArchLike, get_arch, se_width
 from ..checkpoint.fit import check_pretrained
-from ..errors import InputError
 from .arguments import (check_bool, check_channels, check_conv_cfg, check_int,
                         check_open_mmlab_arch, check_out_indices, check_per_stage,
                         check_size, check_stage_dcn, check_style, check_with_stem,
@@ -270,11 +269,10 @@ class RegNet(BaseModule):
 
         Returns:
             ``self``, in eval mode.
+
+        Raises:
+            InputError: Deformable convs (``dcn``); nothing is folded.
         """
-        if self.dcn is not None:
-            raise InputError(f'switch_to_deploy folds BatchNorms into plain convolutions; this '
-                             f'backbone has deformable ones (dcn={self.dcn!r}): deploy it as '
-                             f'it is, or without dcn')
         return switch_to_deploy(self)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
