@@ -96,13 +96,15 @@ def save_bev_figure(samples: Sequence[BevSample], path: str, limit: float,
         score_thr: Predictions scoring below this are not drawn.
         columns: Views per row.
     """
-    import matplotlib  # lazy: an extra, only for pictures
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt  # after choosing the backend
+    # A Figure with its own Agg canvas leaves the process's pyplot backend alone.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: an extra, for pictures
+    from matplotlib.figure import Figure  # lazy: as above
     if not samples:
         raise ValueError('no samples to draw')
     rows = (len(samples) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(5 * columns, 5 * rows), squeeze=False)
+    fig = Figure(figsize=(5 * columns, 5 * rows))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, columns, squeeze=False)
     for ax, sample in zip(axes.ravel(), samples):
         draw_bev(ax, sample, limit, score_thr)
     for ax in axes.ravel()[len(samples):]:
@@ -110,8 +112,5 @@ def save_bev_figure(samples: Sequence[BevSample], path: str, limit: float,
     fig.suptitle(f'green: ground truth, red: predictions with score >= {score_thr}', fontsize=9)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    try:
-        with atomic_output(path, force=True) as tmp:
-            fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or 'png')
-    finally:
-        plt.close(fig)
+    with atomic_output(path, force=True) as tmp:
+        fig.savefig(tmp, dpi=110, format=os.path.splitext(path)[1][1:] or 'png')

@@ -69,10 +69,8 @@ def cause_words(code: Optional[int], path: Optional[str] = None) -> str:
         >>> cause_words(30)
         'its file system is read-only'
     """
-    if code == errno.ENOENT:
-        folder = os.path.dirname(os.path.abspath(path)) if path else None
-        if folder is None:
-            return 'no such file or folder'
+    if code == errno.ENOENT and path:
+        folder = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(folder):
             return 'its temporary was removed while it was written'
         return f'its folder {folder} no longer exists'
@@ -238,7 +236,6 @@ def describe(error: OSError) -> str:
     """
     if isinstance(error, WriteError) or error.errno is None:
         return str(error)
-    words = cause_words(error.errno) if error.errno != errno.ENOENT else \
-        os.strerror(error.errno).lower()
+    words = cause_words(error.errno)  # without a path, ENOENT in the system's words
     names = [str(name) for name in (error.filename, error.filename2) if name is not None]
     return f'{" -> ".join(names)}: {words}' if names else words

@@ -36,11 +36,10 @@ import tempfile
 from typing import Iterator, List, Optional
 
 from .faults import Needed, write_failure
-from .interrupts import Interrupted, interruption, signals_held, sigterm_raises
+from .interrupts import interruption, signals_held, sigterm_raises
 
-__all__ = ['FILE_MODE', 'FOLDER_MODE', 'Interrupted', 'atomic_folder', 'atomic_output',
-           'check_destination', 'interruption', 'remove_stale_parts', 'remove_stale_parts_in',
-           'sigterm_raises', 'write_bytes']
+__all__ = ['FILE_MODE', 'FOLDER_MODE', 'atomic_folder', 'atomic_output', 'check_destination',
+           'remove_stale_parts', 'remove_stale_parts_in', 'write_bytes']
 
 FILE_MODE = 0o644
 FOLDER_MODE = 0o755
@@ -190,8 +189,8 @@ def atomic_output(path: str, force: bool = False, needed: Needed = None) -> Iter
         The temporary path to write (in the same folder, so the rename is atomic).
 
     Raises:
-        The errors of :func:`check_destination`; :class:`Interrupted` on SIGTERM;
-        :class:`~mmregnet.faults.WriteError` when the file system fails the write.
+        The errors of :func:`check_destination`; :class:`~mmregnet.interrupts.Interrupted`
+        on SIGTERM; :class:`~mmregnet.faults.WriteError` when the file system fails the write.
     """
     folder = check_destination(path, force, 'file')
     remove_stale_parts(path)
@@ -212,7 +211,6 @@ def atomic_output(path: str, force: bool = False, needed: Needed = None) -> Iter
             _sync_folder(folder)
         except Exception as e:  # noqa: BLE001 - a failure of the file system gets its words
             failure = None if interruption(e) else write_failure(path, stage, e, tmp, needed)
-            _remove(tmp)
             if failure is None:
                 raise
             raise failure from e
@@ -236,8 +234,8 @@ def atomic_folder(path: str, force: bool = False, needed: Needed = None) -> Iter
         The temporary folder (``0755``) to fill.
 
     Raises:
-        The errors of :func:`check_destination`; :class:`Interrupted` on SIGTERM;
-        :class:`~mmregnet.faults.WriteError` when the file system fails the write.
+        The errors of :func:`check_destination`; :class:`~mmregnet.interrupts.Interrupted`
+        on SIGTERM; :class:`~mmregnet.faults.WriteError` when the file system fails the write.
     """
     folder = check_destination(path, force, 'folder')
     remove_stale_parts(path)
@@ -268,8 +266,6 @@ def atomic_folder(path: str, force: bool = False, needed: Needed = None) -> Iter
             _sync_folder(folder)
         except Exception as e:  # noqa: BLE001 - a failure of the file system gets its words
             failure = None if interruption(e) else write_failure(path, stage, e, tmp, needed)
-            _remove(tmp)
-            tmp = None
             if failure is None:
                 raise
             raise failure from e

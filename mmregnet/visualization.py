@@ -12,6 +12,7 @@ import numpy as np
 
 from .bev_pictures import BevSample
 from .checkpoint.pickles import load_pickle
+from .deploy.report import read_cloud
 
 
 def load_bev_samples(info_file: str, predictions_file: str, lidar_dir: str,
@@ -39,7 +40,7 @@ def load_bev_samples(info_file: str, predictions_file: str, lidar_dir: str,
     for index in picks:
         info = infos[index]
         path = os.path.join(lidar_dir, info['lidar_points']['lidar_path'])
-        points = np.fromfile(path, dtype=np.float32).reshape(-1, load_dim)
+        points = read_cloud(path, load_dim)
         gt = np.array([i['bbox_3d'] for i in info.get('instances', [])], dtype=float)
         pred: Optional[dict] = predictions.get(int(info['sample_idx']))
         boxes = pred['bboxes_3d'].tensor.numpy() if pred else np.zeros((0, 7))

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     os.environ.setdefault('OMP_WAIT_POLICY', 'PASSIVE')
     from mmengine.config import Config
 
-    from mmregnet.fileio import atomic_output
+    from mmregnet.fileio import write_bytes
     from mmregnet.runtime import find_resumable_checkpoint
     from mmregnet.runtime.launch import save_untrained_checkpoint
     from mmregnet.synthetic import DatasetSpec, Options, generate
@@ -139,9 +139,8 @@ def main(argv=None) -> int:
 
     summary = dict(results, checkpoint=trained, picture=picture,
                    wall_time_s=round(time.time() - start, 1))
-    with atomic_output(os.path.join(work, 'summary.json'), force=True) as tmp, \
-            open(tmp, 'w') as f:
-        json.dump(summary, f, indent=1)
+    write_bytes(os.path.join(work, 'summary.json'),
+                (json.dumps(summary, indent=1) + '\n').encode(), force=True)
     print(f'\n=== done in {summary["wall_time_s"]:.0f} s')
     for name in ('trained', 'untrained'):
         print(f'{name:>10}: mAP {results[name]["mAP"]:.4f}  NDS {results[name]["NDS"]:.4f}')

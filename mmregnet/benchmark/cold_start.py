@@ -10,10 +10,12 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from typing import Dict
 
 import numpy as np
 
+from ..processes import die_with_parent
 from .timing import percentile
 
 #: The child: times its own import, ``OnnxDetector(DIR)`` and one ``detect``.
@@ -51,19 +53,18 @@ def cold_start(folder: str, cloud: np.ndarray, runs: int = 3,
     Raises:
         RuntimeError: A child failed; the message holds the end of its stderr.
     """
-    path = os.path.join(folder, 'cold_start_cloud.npy')
-    np.save(path, np.ascontiguousarray(cloud, dtype=np.float32))
-    try:
+    with tempfile.TemporaryDirectory() as scratch:  # the export folder stays as it is
+        path = os.path.join(scratch, 'cloud.npy')
+        np.save(path, np.ascontiguousarray(cloud, dtype=np.float32))
         found = [_one_run(folder, path, timeout_s) for _ in range(runs)]
-    finally:
-        os.remove(path)
     medians = {k: percentile([run[k] for run in found], 50) for k in PHASES}
     return dict(medians, runs=runs, loads_torch=any(run['loads_torch'] for run in found))
 
 
 def _one_run(folder: str, cloud_path: str, timeout_s: float) -> Dict:
     done = subprocess.run([sys.executable, '-c', _PROGRAM, folder, cloud_path],
-                          capture_output=True, text=True, timeout=timeout_s)
+                          capture_output=True, text=True, timeout=timeout_s,
+                          preexec_fn=die_with_parent)  # an orphan would skew later timings
     if done.returncode != 0:
         raise RuntimeError(f'the cold-start child exited {done.returncode}: '
                            f'{done.stderr.strip()[-2000:]}')

@@ -94,15 +94,6 @@ class _Head(nn.Module):
         return self.graph.head_outputs(list(feats))
 
 
-class _Decoder(nn.Module):
-    def __init__(self, graph: DetectorGraph) -> None:
-        super().__init__()
-        self.decoder = graph.decoder
-
-    def forward(self, *maps):
-        return self.decoder(*maps)
-
-
 class _Select(nn.Module):
     def __init__(self, graph: DetectorGraph) -> None:
         super().__init__()
@@ -154,7 +145,7 @@ def onnx_stages(graph: DetectorGraph, points: torch.Tensor,
     backbone, feats = _session(graph.backbone, (canvas,), folder, 'backbone', {})
     neck, necked = _session(_Neck(graph.neck), tuple(feats), folder, 'neck', {})
     head, maps = _session(_Head(graph), tuple(necked), folder, 'head', {})
-    decode, _ = _session(_Decoder(graph), tuple(maps), folder, 'decode+NMS', {})
+    decode, _ = _session(graph.decoder, tuple(maps), folder, 'decode+NMS', {})
     with torch.no_grad():
         candidates = graph.decoder.candidates(*maps)
     nms, _ = _session(_Select(graph), candidates, folder, NMS,

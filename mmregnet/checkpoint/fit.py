@@ -222,8 +222,9 @@ def check_pretrained(backbone: nn.Module, init_cfg: Dict[str, Any],
                      allow_partial: bool = False, allow_nonfinite: bool = False) -> List[str]:
     """Checks a backbone's ``Pretrained`` init checkpoint before mmengine loads it.
 
-    Only local files are checked (``open-mmlab://`` and URLs are left to
-    mmengine); ``prefix`` selects the backbone's keys as mmengine does.
+    Only local files are read: an ``open-mmlab://`` name is checked against the
+    arch when the RegNet is built (``mmregnet.models.arguments.check_open_mmlab_arch``),
+    URLs are left to mmengine; ``prefix`` selects the backbone's keys as mmengine does.
     Tensors the backbone lacks (a classifier's head) are ignored.
 
     Args:

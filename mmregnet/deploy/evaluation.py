@@ -83,11 +83,12 @@ def onnx_test_config(cfg: Config, checkpoint: str, source: str,
         if os.path.isdir(checkpoint):
             folder = checkpoint
             manifest = read_manifest(folder)
-            if manifest['network'] != network_fingerprint(cfg):
+            theirs = network_fingerprint(cfg)
+            if manifest['network'] != theirs:
                 raise DeployError(
                     f"{folder} holds the graph of {manifest['config_name']} (network "
-                    f"{manifest['network']}), not of config {source} (network "
-                    f'{network_fingerprint(cfg)}); export {source} with its checkpoint')
+                    f"{manifest['network']}), not of config {source} (network {theirs}); "
+                    f'export {source} with its checkpoint')
             settings = json.loads(json.dumps(decoder_settings(cfg)))
             if manifest.get('decoder') != settings:
                 raise DeployError(

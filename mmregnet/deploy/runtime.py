@@ -206,19 +206,6 @@ class OnnxDetector:
         """The fingerprint of the exported network (:func:`~.configs.network_fingerprint`)."""
         return self.manifest['network']
 
-    def check_config(self, cfg, source: str) -> None:
-        """Refuses a config whose network is not the exported one (needs mmengine).
-
-        Raises:
-            DeployError: The networks differ.
-        """
-        from .configs import network_fingerprint  # the training stack, only for a config
-        theirs = network_fingerprint(cfg)
-        if theirs != self.network:
-            raise DeployError(
-                f'{self.folder} holds the graph of {self.manifest["config_name"]} (network '
-                f'{self.network}), not of config {source} (network {theirs}); export {source}')
-
     def cloud(self, points: Any, index: int = 0) -> np.ndarray:
         """One point cloud checked: ``(N, C)`` float32, finite, C as exported.
 

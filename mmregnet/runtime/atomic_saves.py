@@ -177,10 +177,11 @@ class AtomicCheckpointHook(CheckpointHook):
                 runner.logger.error(message(found))
                 _flush(runner.logger)
             raise
-        in_use = self._in_use()
-        for path in retired:
-            if path not in in_use:
-                backend.remove_now(path)
+        if retired:  # most iterations retire nothing
+            in_use = self._in_use()
+            for path in retired:
+                if path not in in_use:
+                    backend.remove_now(path)
 
 
 @METRICS.register_module()

@@ -15,9 +15,7 @@ from typing import Optional
 from mmengine.config import Config
 
 from ..errors import InputError
-
-#: The packages whose configs the tools run.
-SCOPES = ('mmdet3d', 'mmdet', 'mmpretrain')
+from ..registry import PARENT_SCOPES as SCOPES  # the packages whose configs the tools run
 
 
 def _registry_holds(scope: str, model_type: str) -> bool:
