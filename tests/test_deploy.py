@@ -221,7 +221,8 @@ def test_reference_config_and_generated_points_follow_the_config():
     import mmdet3d
     from mmengine.config import Config
 
-    from mmregnet.benchmark.detector import random_points, reference_backbone_cfg
+    from mmregnet.benchmark.detector import reference_backbone_cfg
+    from mmregnet.deploy.export import random_points
     from mmregnet.deploy.configs import load_detector_config, point_dims
     cfg = load_detector_config(NUS_400MF)
     ref = reference_backbone_cfg(dict(cfg.model.pts_backbone))

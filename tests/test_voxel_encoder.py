@@ -75,7 +75,8 @@ def test_unsupported_encoders_are_named_and_refused():
 
 @pytest.mark.slow
 def test_deployed_detector_encodes_its_voxelized_points_as_before():
-    from mmregnet.benchmark.detector import detector_inputs, detector_pair, random_points
+    from mmregnet.benchmark.detector import detector_inputs, detector_pair
+    from mmregnet.deploy.export import random_points
     from mmregnet.deploy import switch_detector_to_deploy
     from mmregnet.deploy.configs import load_detector_config
     from detector_inputs import shrink_range

@@ -78,32 +78,6 @@ def detector_pair(cfg: Config, checkpoint: Optional[str] = None, seed: int = 0,
     return ours, ref.eval()
 
 
-def random_points(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
-    """A point cloud spread uniformly over the config's point-cloud range.
-
-    Args:
-        cfg: The detector config (``data_preprocessor.voxel_layer.point_cloud_range``).
-        num_points: Points to make.
-        seed: Seed.
-
-    Returns:
-        ``(num_points, point_dims(cfg))``: x, y, z, then intensity in [0, 255]
-        and, for a fifth value, a sweep time lag in [0, 0.5] s.
-    """
-    if num_points < 1:
-        raise ValueError(f'num_points must be positive, got {num_points}')
-    pc_range = torch.tensor(cfg.model.data_preprocessor.voxel_layer.point_cloud_range,
-                            dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    xyz = pc_range[:3] + (pc_range[3:] - pc_range[:3]) * torch.rand(num_points, 3, generator=gen)
-    extra = [torch.rand(num_points, 1, generator=gen) * 255,
-             torch.rand(num_points, 1, generator=gen) * 0.5]
-    dims = point_dims(cfg)
-    cols = [xyz] + extra[:max(dims - 3, 0)]
-    cols += [torch.zeros(num_points, 1)] * max(dims - 5, 0)
-    return torch.cat(cols, 1)[:, :dims].contiguous()
-
-
 def lidar_frame(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
     """A nuScenes-like LiDAR frame: a street scene ray-cast by a 32-beam sensor.
 

@@ -34,13 +34,34 @@ from .quantize import calibration_feeds, dataset_clouds, quantize_graph
 from .weights import load_weights, read_checkpoint
 
 
-def example_points(cfg: Config, num_points: int = 200, seed: int = 0) -> torch.Tensor:
-    """A cloud inside the config's range, for tracing: ``(num_points, point_dims)`` float32."""
+def random_points(cfg: Config, num_points: int, seed: int = 0) -> torch.Tensor:
+    """A point cloud spread uniformly over the config's point-cloud range.
+
+    Args:
+        cfg: The detector config (``data_preprocessor.voxel_layer.point_cloud_range``).
+        num_points: Points to make.
+        seed: Seed.
+
+    Returns:
+        ``(num_points, point_dims(cfg))``: x, y, z, then intensity in [0, 255]
+        and, for a fifth value, a sweep time lag in [0, 0.5] s.
+    """
+    if num_points < 1:
+        raise ValueError(f'num_points must be positive, got {num_points}')
+    pc_range = torch.tensor(cfg.model.data_preprocessor.voxel_layer.point_cloud_range,
+                            dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
-    layer = cfg.model.data_preprocessor.voxel_layer
-    low, high = torch.tensor(layer.point_cloud_range, dtype=torch.float32).view(2, 3)
-    xyz = low + (high - low) * torch.rand(num_points, 3, generator=gen)
-    return torch.cat([xyz, torch.rand(num_points, point_dims(cfg) - 3, generator=gen)], 1)
+    xyz = pc_range[:3] + (pc_range[3:] - pc_range[:3]) * torch.rand(num_points, 3, generator=gen)
+    extra = [torch.rand(num_points, 1, generator=gen) * 255,
+             torch.rand(num_points, 1, generator=gen) * 0.5]
+    dims = point_dims(cfg)
+    cols = [xyz] + extra[:max(dims - 3, 0)]
+    cols += [torch.zeros(num_points, 1)] * max(dims - 5, 0)
+    return torch.cat(cols, 1)[:, :dims].contiguous()
+
+
+#: Points of the cloud the graph is traced on.
+EXAMPLE_POINTS = 200
 
 
 def decoder_settings(cfg: Config) -> Dict[str, Any]:
@@ -64,8 +85,11 @@ def _versions() -> Dict[str, str]:
                 mmregnet=__version__)
 
 
-def detector_graph(model: nn.Module, cfg: Config) -> DetectorGraph:
+def detector_graph(model: nn.Module, cfg: Config,
+                   example: Optional[torch.Tensor] = None) -> DetectorGraph:
     """The one graph of a built detector: its network and the config's box decoder.
+
+    ``example`` (default: :func:`random_points`) is the cloud run once to size the decoder.
 
     Raises:
         DeployError: A part the graph cannot hold, or a model not on the CPU.
@@ -76,7 +100,7 @@ def detector_graph(model: nn.Module, cfg: Config) -> DetectorGraph:
                           f'export model.cpu() (the graph then runs on any provider)')
     graph = DetectorGraph(model.eval())
     with torch.no_grad():  # also sets the state SSN's head keeps for decoding
-        maps = graph(example_points(cfg))
+        maps = graph(random_points(cfg, EXAMPLE_POINTS) if example is None else example)
     levels = len(maps) // len(graph.kinds)
     sizes = [tuple(m.shape[1:3]) for m in maps[:levels] if m.dim() == 4] or None
     graph.decoder = BoxDecoder(graph.head, sizes, decoder_settings(cfg))
@@ -111,8 +135,8 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
     import onnx  # lazy: the [deploy] extra, named by require_onnx() above
     # The exporter folds each eval-mode BatchNorm into its conv itself; the pillar
     # encoder is DeployHardVFE (its own folded copy), the rest the model's modules.
-    graph = detector_graph(model, cfg)
-    example = example_points(cfg)
+    example = random_points(cfg, EXAMPLE_POINTS)
+    graph = detector_graph(model, cfg, example)
     axes = {INPUT_NAME: {0: 'points'}, **{name: {0: 'boxes'} for name in OUTPUT_NAMES}}
     fingerprint = network_fingerprint(cfg)
     layout = graph.voxelizer.layout
@@ -133,11 +157,11 @@ def export_model(model: nn.Module, cfg: Config, out: str, force: bool = False,
         if calibration is not None:
             _quantize(path, calibration, tmp)
             manifest['calibration'] = dict(frames=len(calibration), source=calibration_source)
-        foreign = foreign_operators(path)
+        proto = onnx.load(path)
+        foreign = foreign_operators(proto)
         if foreign:
             raise DeployError(f'the exported graph uses operators outside the default ONNX '
                               f'domain: {", ".join(foreign)}')
-        proto = onnx.load(path)
         onnx.helper.set_model_props(proto, graph_props(manifest))
         onnx.save(proto, path)
         manifest['graph_sha256'] = file_sha256(path)

@@ -2,7 +2,7 @@
 import contextlib
 import importlib.util
 import warnings
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -63,10 +63,13 @@ def filled(like: Tensor, size: Union[int, Tensor], value: int) -> Tensor:
     return like.new_full((size + like.shape[0] * 0,), value)
 
 
-def foreign_operators(path: str) -> List[str]:
-    """``domain::op`` of each operator of the graph at ``path`` outside the default domain."""
-    import onnx  # lazy: the [deploy] extra (require_onnx names it)
-    graph = onnx.load(path, load_external_data=False).graph
+def foreign_operators(model: Any) -> List[str]:
+    """``domain::op`` of each operator outside the default domain, of the graph in a file
+    (a path) or of a loaded ``onnx.ModelProto``."""
+    if isinstance(model, str):
+        import onnx  # lazy: the [deploy] extra (require_onnx names it)
+        model = onnx.load(model, load_external_data=False)
+    graph = model.graph
     found = set()
 
     def visit(nodes) -> None:

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
 def _check(folder: str, num_points: int, args: argparse.Namespace) -> None:
     """Runs the export once on a cloud spread uniformly over the config's range."""
-    from mmregnet.benchmark.detector import random_points
+    from mmregnet.deploy.export import random_points
     from mmregnet.deploy import OnnxDetector
     from mmregnet.deploy.configs import load_detector_config
     det = OnnxDetector(folder)
